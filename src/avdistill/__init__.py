@@ -1,0 +1,3 @@
+"""avdistill: audio-visual dataset distillation."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,25 @@
+"""Data: the paired AV dataset, its file formats, and the embedded default dataset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from avdistill.data.avdd import load_avdd
+from avdistill.data.dataset import AVDataset, AVSplit, Preprocessing
+from avdistill.data.embedded import NAME as EMBEDDED_NAME
+from avdistill.data.embedded import embedded_path
+from avdistill.data.storage import load_prepared, save_dataset
+
+
+def load_dataset(source: str | os.PathLike = EMBEDDED_NAME, mmap: bool = False) -> AVDataset:
+    """Load a dataset by name or path: ``"av-digits"``, a prepared ``.safetensors`` or an AVDD ``.pt``."""
+    if str(source) == EMBEDDED_NAME:
+        return load_prepared(embedded_path(), mmap=mmap)
+    path = Path(source)
+    if path.suffix == ".pt":
+        return load_avdd(path)
+    return load_prepared(path, mmap=mmap)
+
+
+__all__ = ["AVDataset", "AVSplit", "Preprocessing", "load_dataset", "load_avdd", "load_prepared", "save_dataset"]

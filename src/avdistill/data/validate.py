@@ -1,0 +1,68 @@
+"""Checks that turn malformed data into one clear error naming the file and the problem.
+
+Everything that loads data calls :func:`check_split` before any tensor reaches a model, so a
+bad file never surfaces as a shape error from deep inside torch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from avdistill.data.dataset import AVSplit
+from avdistill.errors import DataError
+
+
+def check_split(split: AVSplit, path, name: str, num_classes: int | None = None) -> None:
+    """Raise DataError(path, ...) unless `split` is a well-formed set of AV pairs."""
+    audio, frames, labels = split.audio, split.frames, split.labels
+    for key, t, rank in (("audio", audio, 4), ("frames", frames, 4), ("labels", labels, 1)):
+        if not isinstance(t, torch.Tensor):
+            raise DataError(path, f"{name} {key} is a {type(t).__name__}, expected a tensor")
+        if t.dim() != rank:
+            raise DataError(path, f"{name} {key} has rank {t.dim()} (shape {tuple(t.shape)}), expected rank {rank}")
+    if audio.shape[1] != 1:
+        raise DataError(path, f"{name} audio must be mono spectrograms [N,1,F,T], got shape {tuple(audio.shape)}")
+    if frames.shape[1] not in (1, 3):
+        raise DataError(path, f"{name} frames must have 1 or 3 channels [N,C,H,W], got shape {tuple(frames.shape)}")
+    n = {"audio": audio.shape[0], "frames": frames.shape[0], "labels": labels.shape[0]}
+    if len(set(n.values())) != 1:
+        raise DataError(path, f"{name} has mismatched lengths: " + ", ".join(f"{k} {v}" for k, v in n.items()))
+    if n["labels"] == 0:
+        raise DataError(path, f"{name} split is empty")
+    if not audio.dtype.is_floating_point:
+        raise DataError(path, f"{name} audio has dtype {audio.dtype}, expected floating point (log-mel dB)")
+    if frames.dtype != torch.uint8:
+        raise DataError(path, f"{name} frames have dtype {frames.dtype}, expected uint8 pixels")
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.is_complex():
+        raise DataError(path, f"{name} labels have dtype {labels.dtype}, expected integers")
+    bad = ~torch.isfinite(audio)
+    if bad.any():
+        first = int(torch.nonzero(bad.flatten(1).any(1)).flatten()[0])
+        raise DataError(path, f"{name} audio holds NaN or Inf values (first at sample {first})")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or (num_classes is not None and high >= num_classes):
+        limit = f"0..{num_classes - 1}" if num_classes is not None else ">= 0"
+        raise DataError(path, f"{name} labels range over {low}..{high}, outside {limit}")
+
+
+def check_same_layout(train: AVSplit, test: AVSplit, path) -> None:
+    """Train and test samples must have the same per-sample shapes."""
+    for key in ("audio", "frames"):
+        a, b = getattr(train, key).shape[1:], getattr(test, key).shape[1:]
+        if a != b:
+            raise DataError(path, f"train {key} samples have shape {tuple(a)} but test {key} samples {tuple(b)}")
+
+
+def pixels_to_uint8(frames: torch.Tensor, path, name: str) -> torch.Tensor:
+    """Accept 0..255 pixels in any numeric dtype (AVDD stores floats) and return uint8."""
+    if frames.dtype == torch.uint8:
+        return frames
+    if not frames.dtype.is_floating_point and frames.dtype not in (torch.int16, torch.int32, torch.int64):
+        raise DataError(path, f"{name} frames have dtype {frames.dtype}, expected 0..255 pixels")
+    f = frames.float()
+    if not torch.isfinite(f).all():
+        raise DataError(path, f"{name} frames hold NaN or Inf values")
+    low, high = float(f.min()), float(f.max())
+    if low < 0 or high > 255:
+        raise DataError(path, f"{name} frames range over {low:g}..{high:g}, expected 0..255 pixels")
+    return f.round().to(torch.uint8)
