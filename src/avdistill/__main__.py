@@ -1,0 +1,4 @@
+from avdistill.cli import main
+import sys
+
+sys.exit(main())

@@ -1,0 +1,49 @@
+"""Config dataclasses <-> command-line options, so every option is declared (and documented) once."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+
+from avdistill.errors import ConfigError
+
+
+def _parse_tuple(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_config_options(parser: argparse.ArgumentParser, config_class: type, title: str) -> None:
+    """One ``--name`` option per dataclass field, with the field's help text and default."""
+    group = parser.add_argument_group(title)
+    hints = typing.get_type_hints(config_class)
+    for f in dataclasses.fields(config_class):
+        kind = hints[f.name]
+        parse = _parse_tuple if typing.get_origin(kind) is tuple else kind
+        default = f.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=parse, default=None,
+                           metavar=kind.__name__.upper() if isinstance(kind, type) else "LIST",
+                           help=f"{f.metadata.get('help', '')} (default: {shown})")
+
+
+def config_overrides(args: argparse.Namespace, config_class: type) -> dict:
+    """The options the user actually gave for `config_class`."""
+    return {f.name: getattr(args, f"cfg_{f.name}") for f in dataclasses.fields(config_class)
+            if getattr(args, f"cfg_{f.name}", None) is not None}
+
+
+def build_config(config_class: type, overrides: dict):
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+    config = config_class(**overrides)
+    for f in dataclasses.fields(config_class):
+        value = getattr(config, f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"--{f.name.replace('_', '-')} must not be negative, got {value}")
+    return config

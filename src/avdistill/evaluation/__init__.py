@@ -1,0 +1,34 @@
+"""Evaluation: how well a synthetic set (or a real subset) trains fresh AV networks."""
+
+from __future__ import annotations
+
+from avdistill.data.dataset import AVDataset
+from avdistill.errors import DataError
+from avdistill.evaluation.protocol import EvalConfig, EvalResult, evaluate_runs, train_and_test
+from avdistill.synthetic import SyntheticSet
+
+
+def check_compatible(syn: SyntheticSet, dataset: AVDataset, where: str = "synthetic set") -> None:
+    """A synthetic set can only be evaluated on the dataset layout it was distilled from."""
+    prep = dataset.preprocessing
+    if tuple(syn.audio.shape[1:]) != prep.audio_shape or tuple(syn.frames.shape[1:]) != prep.frame_shape:
+        raise DataError(where, f"its samples (audio {tuple(syn.audio.shape[1:])}, frames {tuple(syn.frames.shape[1:])}) "
+                               f"do not match dataset {dataset.name} (audio {prep.audio_shape}, frames {prep.frame_shape})")
+    if len(syn.classes) != dataset.num_classes or int(syn.labels.max()) >= dataset.num_classes:
+        raise DataError(where, f"it has {len(syn.classes)} classes, dataset {dataset.name} has {dataset.num_classes}")
+
+
+def evaluate(syn: SyntheticSet, dataset: AVDataset, runs: int = 3, seed: int = 0, config: EvalConfig | None = None,
+             device: str = "cpu", progress: bool = True) -> EvalResult:
+    """Train `runs` fresh AV classifiers on `syn`; accuracy on `dataset`'s real test split."""
+    check_compatible(syn, dataset, syn.path or "synthetic set")
+    return evaluate_runs(syn.training_pairs(), dataset, config, runs, seed, device, progress)
+
+
+def evaluate_whole_data(dataset: AVDataset, runs: int = 3, seed: int = 0, config: EvalConfig | None = None,
+                        device: str = "cpu", progress: bool = True) -> EvalResult:
+    """Upper bound: the same protocol on the full real training split."""
+    return evaluate_runs(dataset.train, dataset, config, runs, seed, device, progress, desc="whole data")
+
+
+__all__ = ["EvalConfig", "EvalResult", "evaluate", "evaluate_whole_data", "train_and_test", "check_compatible"]

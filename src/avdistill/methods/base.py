@@ -1,0 +1,71 @@
+"""The one interface every distillation method implements, and its registry.
+
+A method is a function ``(dataset, ipc, config, run) -> (audio, frames, labels)`` in model
+space, registered with a config dataclass whose fields (with ``help`` metadata) become the
+command-line options of ``avdistill distill --method NAME``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from avdistill.data.dataset import AVDataset
+from avdistill.config import build_config
+from avdistill.errors import ConfigError
+
+
+@dataclass
+class RunContext:
+    """Where and how a method runs: its seed, device, output folder (checkpoints, logs) and progress bars."""
+
+    seed: int = 0
+    device: str = "cpu"
+    workdir: Path | None = None
+    progress: bool = True
+    fingerprint: str = ""
+
+
+def option(default, help: str, **kwargs):
+    """A config field that documents itself on the command line."""
+    return dataclasses.field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    run: Callable[[AVDataset, int, object, RunContext], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    config_class: type
+    summary: str
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(name: str, config_class: type, summary: str):
+    def wrap(fn):
+        METHODS[name] = MethodSpec(name, fn, config_class, summary)
+        return fn
+    return wrap
+
+
+def get_method(name: str) -> MethodSpec:
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; choose from {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+def make_config(spec: MethodSpec, overrides: dict | None = None):
+    """The method's config with `overrides` applied; unknown names are a ConfigError."""
+    return build_config(spec.config_class, dict(overrides or {}))
+
+
+def fingerprint(method: str, ipc: int, config, seed: int, dataset: AVDataset) -> str:
+    """Identity of a run, stored in checkpoints so a resume never mixes two different runs."""
+    return json.dumps({"method": method, "ipc": ipc, "seed": seed, "config": dataclasses.asdict(config),
+                       "dataset": dataset.checksum}, sort_keys=True)

@@ -1,0 +1,1 @@
+"""Reporting: result tables (and, as they land, pictures and sound)."""

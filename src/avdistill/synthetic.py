@@ -1,0 +1,78 @@
+"""The synthetic set: what every distillation method writes and every evaluation reads.
+
+Stored in model space (normalised tensors), one safetensors file with JSON metadata in the
+header plus a readable ``.json`` sidecar. The metadata records the method config, seed,
+software versions, source dataset and its checksum, and the preprocessing needed to turn the
+tensors back into pictures and sound.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from avdistill.data.dataset import Preprocessing
+from avdistill.data.storage import load_tensors, read_header
+from avdistill.errors import DataError
+from avdistill.io import atomic_path, write_json
+
+FORMAT = "avdistill.synthetic/1"
+
+
+@dataclass
+class SyntheticSet:
+    """IPC stored pairs per class: audio [M,1,F,T], frames [M,C,H,W] (model space), labels [M]."""
+
+    audio: torch.Tensor
+    frames: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    preprocessing: Preprocessing
+    meta: dict = field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def ipc(self) -> int:
+        return int(torch.bincount(self.labels, minlength=len(self.classes)).max())
+
+    def training_pairs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(audio, frames, labels) to train evaluation networks on."""
+        return self.audio.detach(), self.frames.detach(), self.labels
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Atomically write the tensors (``.safetensors``) and a metadata sidecar (``.json``)."""
+        path = Path(path)
+        header = {"format": FORMAT, "classes": list(self.classes),
+                  "preprocessing": self.preprocessing.to_dict(), "meta": self.meta}
+        tensors = {"audio": self.audio.detach().float().contiguous().cpu(),
+                   "frames": self.frames.detach().float().contiguous().cpu(),
+                   "labels": self.labels.long().contiguous().cpu()}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"avdistill": json.dumps(header)})
+        write_json(path.with_suffix(".json"), header)
+        return path
+
+
+def load_synthetic(path: str | os.PathLike) -> SyntheticSet:
+    """Load a synthetic set written by :meth:`SyntheticSet.save` (no pickle involved)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such file")
+    _, header = read_header(path)
+    if header.get("format") != FORMAT:
+        raise DataError(path, f"not a synthetic set (format {header.get('format')!r}, expected {FORMAT!r})")
+    t = load_tensors(path, ("audio", "frames", "labels"))
+    audio, frames, labels = t["audio"], t["frames"], t["labels"]
+    if audio.dim() != 4 or frames.dim() != 4 or labels.dim() != 1 or not (len(audio) == len(frames) == len(labels)):
+        raise DataError(path, f"inconsistent tensors: audio {tuple(audio.shape)}, frames {tuple(frames.shape)}, "
+                              f"labels {tuple(labels.shape)}")
+    if not (torch.isfinite(audio).all() and torch.isfinite(frames).all()):
+        raise DataError(path, "synthetic tensors hold NaN or Inf values")
+    return SyntheticSet(audio=audio, frames=frames, labels=labels, classes=header["classes"],
+                        preprocessing=Preprocessing.from_dict(header["preprocessing"]), meta=header.get("meta", {}),
+                        path=str(path))
