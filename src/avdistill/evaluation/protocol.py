@@ -63,9 +63,9 @@ def check_eval_config(cfg: EvalConfig) -> None:
         raise ConfigError(f"epochs and batch_size must be >= 1, got {cfg.epochs} and {cfg.batch_size}")
 
 
-def train_and_test(train: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | AVSplit, dataset: AVDataset,
-                   cfg: EvalConfig, seed: int, device: str = "cpu", progress: bool = False) -> float:
-    """One run: train fresh networks on `train`, return top-1 accuracy on the real test split.
+def train_networks(train: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | AVSplit, dataset: AVDataset,
+                   cfg: EvalConfig, seed: int, device: str = "cpu", progress: bool = False):
+    """Train fresh (audio encoder, visual encoder, head) on `train` with the protocol; return them.
 
     `train` is either model-space tensors (a synthetic set) or a real AVSplit, normalised batch by batch.
     """
@@ -97,6 +97,13 @@ def train_and_test(train: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | AVSp
             optimizer.step()
             step += 1
         scheduler.step()
+    return f_audio, f_visual, head
+
+
+def train_and_test(train, dataset: AVDataset, cfg: EvalConfig, seed: int, device: str = "cpu",
+                   progress: bool = False) -> float:
+    """One run: train fresh networks on `train`, return top-1 accuracy on the real test split."""
+    f_audio, f_visual, head = train_networks(train, dataset, cfg, seed, device, progress)
     return test_accuracy(f_audio, f_visual, head, dataset, cfg.test_batch, device)
 
 

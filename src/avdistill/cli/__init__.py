@@ -1,0 +1,40 @@
+"""The ``avdistill`` command. One module per subcommand, each with ``add_parser`` and ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from avdistill.cli import demo, distill, evaluate, prepare
+from avdistill.errors import AVDistillError
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(prog="avdistill", description="Audio-visual dataset distillation.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands = {name: module.add_parser(sub) for name, module in
+                (("prepare", prepare), ("distill", distill), ("evaluate", evaluate), ("demo", demo))}
+    return parser, commands
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, commands = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    try:
+        if args.command == "distill":  # method options are parsed once the method is known
+            distill.run(args, rest, commands["distill"])
+            return 0
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        {"prepare": prepare.run, "evaluate": evaluate.run, "demo": demo.run}[args.command](args)
+    except AVDistillError as exc:
+        print(f"avdistill: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("avdistill: interrupted (a rerun with the same --out resumes from the last checkpoint)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
