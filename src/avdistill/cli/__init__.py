@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from avdistill.cli import demo, distill, evaluate, prepare
+from avdistill.cli import demo, distill, evaluate, prepare, show
 from avdistill.errors import AVDistillError
 
 
@@ -13,7 +13,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     parser = argparse.ArgumentParser(prog="avdistill", description="Audio-visual dataset distillation.")
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {name: module.add_parser(sub) for name, module in
-                (("prepare", prepare), ("distill", distill), ("evaluate", evaluate), ("demo", demo))}
+                (("prepare", prepare), ("distill", distill), ("evaluate", evaluate), ("show", show),
+                                          ("demo", demo))}
     return parser, commands
 
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        {"prepare": prepare.run, "evaluate": evaluate.run, "demo": demo.run}[args.command](args)
+        {"prepare": prepare.run, "evaluate": evaluate.run, "show": show.run, "demo": demo.run}[args.command](args)
     except AVDistillError as exc:
         print(f"avdistill: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,30 @@
+"""``avdistill show``: pictures, WAVs and short videos of a synthetic set."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("show", help="export a synthetic set as pictures, WAV files and mp4 clips",
+                       description="Per-class grids of the distilled frames and spectrograms (PNG), each distilled "
+                                   "spectrogram inverted to sound (WAV, Griffin-Lim), and each pair as a 1-s mp4.")
+    p.add_argument("synthetic", help="synthetic set file (synthetic.safetensors)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--before", help="another synthetic set to show beside it, e.g. the initialisation "
+                                    "(for DM with init=real this is `distill --method random` with the same seed and ipc)")
+    p.add_argument("--no-video", action="store_true", help="skip the mp4 clips")
+    p.add_argument("--griffin-lim-iters", type=int, default=32, help="Griffin-Lim iterations per clip (default: 32)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def run(args) -> None:
+    from avdistill.reporting.show import show
+    from avdistill.synthetic import load_synthetic
+
+    syn = load_synthetic(args.synthetic)
+    before = load_synthetic(args.before) if args.before else None
+    written = show(syn, args.out, before, not args.no_video, args.griffin_lim_iters, not args.quiet)
+    print(f"wrote {written['frames']}, {written['spectrograms']}, {len(written['audio'])} WAV and "
+          f"{len(written['video'])} mp4 files under {args.out}")

@@ -1,0 +1,38 @@
+"""Everything a person needs to judge a synthetic set by eye and ear, in one folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from avdistill.io import versions, write_json
+from avdistill.reporting.pictures import frame_grid, frames_as_images, spectrogram_grid
+from avdistill.reporting.sound import spectrogram_to_wave, write_wav
+from avdistill.reporting.video import write_pair_video
+from avdistill.synthetic import SyntheticSet
+
+
+def show(syn: SyntheticSet, out: str | Path, before: SyntheticSet | None = None, videos: bool = True,
+         griffin_lim_iters: int = 32, progress: bool = True) -> dict:
+    """Write frames.png, spectrograms.png, one WAV (and one mp4) per stored pair, and show.json."""
+    out = Path(out)
+    sets = ([("before", before)] if before is not None else []) + [("after" if before is not None else "synthetic", syn)]
+    written = {"frames": str(frame_grid(sets, out / "frames.png")),
+               "spectrograms": str(spectrogram_grid(sets, out / "spectrograms.png")), "audio": [], "video": []}
+    mel = syn.preprocessing.mel
+    db = syn.preprocessing.audio_from_model(syn.audio)[:, 0]
+    images = frames_as_images(syn) if videos else None
+    counts: dict[int, int] = {}
+    for i in tqdm(range(len(syn.labels)), desc="audio/video", disable=not progress, dynamic_ncols=True):
+        c = int(syn.labels[i])
+        k = counts[c] = counts.get(c, -1) + 1
+        stem = f"{c:02d}-{syn.classes[c]}-{k:02d}"
+        samples = spectrogram_to_wave(db[i], mel, griffin_lim_iters)
+        written["audio"].append(str(write_wav(out / "audio" / f"{stem}.wav", samples, mel.sample_rate)))
+        if videos:
+            written["video"].append(str(write_pair_video(out / "video" / f"{stem}.mp4", images[i], samples,
+                                                         mel.sample_rate)))
+    write_json(out / "show.json", {"synthetic": syn.path, "before": before.path if before else None,
+                                   "meta": syn.meta, "files": written, "versions": versions()})
+    return written
