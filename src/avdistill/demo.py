@@ -66,5 +66,5 @@ def run_demo(out: str | Path = "demo-output", ipcs: tuple[int, ...] = (1, 10), r
     write_json(out / "results.json", summary)
     with atomic_path(out / "results.md") as tmp:
         tmp.write_text(f"{caption}\n\n{table}\n\nWall time: {seconds['total']:.0f} s\n")
-    say("\n" + caption + "\n\n" + table + f"\n\nWall time: {seconds['total']:.0f} s; outputs in {out}/")
+    print("\n" + caption + "\n\n" + table + f"\n\nWall time: {seconds['total']:.0f} s; outputs in {out}/")
     return summary
