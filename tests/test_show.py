@@ -27,12 +27,15 @@ def test_inverted_audio_reproduces_its_spectrogram():
 
 
 def test_show_writes_pictures_wavs_and_videos(tiny_dataset_file, tmp_path, capsys):
-    syn = avdistill.distill(tiny_dataset_file, "random", ipc=2, seed=0, out=tmp_path / "syn", progress=False)
+    before = avdistill.distill(tiny_dataset_file, "random", ipc=2, seed=0, out=tmp_path / "init", progress=False)
+    syn = avdistill.distill(tiny_dataset_file, "dm", ipc=2, seed=0, out=tmp_path / "syn", iterations=3,
+                            real_per_class=4, progress=False)
+    assert torch.equal(before.labels, syn.labels)
     out = tmp_path / "show"
     assert main(["show", str(tmp_path / "syn" / "synthetic.safetensors"), "--before",
-                 str(tmp_path / "syn" / "synthetic.safetensors"), "--out", str(out), "--quiet",
-                 "--griffin-lim-iters", "4"]) == 0
-    for png in ("frames.png", "spectrograms.png"):
+                 str(tmp_path / "init" / "synthetic.safetensors"), "--data", tiny_dataset_file.source_path,
+                 "--out", str(out), "--quiet", "--griffin-lim-iters", "4"]) == 0
+    for png in ("frames.png", "spectrograms.png", "losses.png", "embeddings.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     wavs = sorted((out / "audio").glob("*.wav"))
     assert [w.name for w in wavs][:2] == ["00-c0-00.wav", "00-c0-01.wav"] and len(wavs) == len(syn.labels)

@@ -13,6 +13,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--before", help="another synthetic set to show beside it, e.g. the initialisation "
                                     "(for DM with init=real this is `distill --method random` with the same seed and ipc)")
+    p.add_argument("--data", help="the source dataset ('av-digits' or a path): adds a PCA plot of real vs synthetic "
+                                  "embeddings")
     p.add_argument("--no-video", action="store_true", help="skip the mp4 clips")
     p.add_argument("--griffin-lim-iters", type=int, default=32, help="Griffin-Lim iterations per clip (default: 32)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -25,6 +27,14 @@ def run(args) -> None:
 
     syn = load_synthetic(args.synthetic)
     before = load_synthetic(args.before) if args.before else None
-    written = show(syn, args.out, before, not args.no_video, args.griffin_lim_iters, not args.quiet)
-    print(f"wrote {written['frames']}, {written['spectrograms']}, {len(written['audio'])} WAV and "
+    dataset = None
+    if args.data:
+        from avdistill.data import load_dataset
+        from avdistill.evaluation import check_compatible
+
+        dataset = load_dataset(args.data)
+        check_compatible(syn, dataset, args.synthetic)
+    written = show(syn, args.out, before, not args.no_video, args.griffin_lim_iters, not args.quiet, dataset)
+    pictures = ", ".join(written[k] for k in ("frames", "spectrograms", "losses", "embeddings") if k in written)
+    print(f"wrote {pictures}, {len(written['audio'])} WAV and "
           f"{len(written['video'])} mp4 files under {args.out}")

@@ -103,3 +103,65 @@ def spectrogram_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per
         fig.colorbar(image, ax=axes, shrink=0.6, label="dB")
     fig.suptitle("log-mel spectrograms: one row per class")
     return _save(fig, path)
+
+
+def loss_curves(log_path: str | Path, path: str | Path) -> Path:
+    """Every loss term of a run's ``losses.jsonl`` against the iteration (log scale)."""
+    import json
+
+    plt = _pyplot()
+    records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for term in [k for k in records[0] if k != "iteration"]:
+        ax.plot([r["iteration"] for r in records], [r[term] for r in records], label=term,
+                linewidth=2 if term == "total" else 1)
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_title("distillation loss terms")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def embedding_plot(dataset, syn: SyntheticSet, path: str | Path, encoder: str = "small", seed: int = 0,
+                   real_per_class: int = 100) -> Path:
+    """PCA of real (dots) vs synthetic (stars) embeddings, one panel per modality, coloured by class.
+
+    The encoders are fresh random ones, as DM/AVDD see the data: synthetic stars sitting in the
+    middle of their class's cloud is what distribution matching aims for. The projection is fit
+    on the real points only.
+    """
+    from avdistill.models import get_encoders
+    from avdistill.seeding import generator
+
+    plt = _pyplot()
+    prep = dataset.preprocessing
+    f_audio, f_visual = get_encoders(encoder, prep.audio_shape, prep.frame_shape, seed)
+    g = generator(seed, "real_batch", 0)
+    picks = torch.cat([idx[torch.randperm(len(idx), generator=g)[:real_per_class]]
+                       for idx in dataset.train.class_indices(dataset.num_classes)])
+    real_audio, real_frames, real_labels = dataset.model_inputs(dataset.train.subset(picks))
+    syn_audio, syn_frames, syn_labels = syn.training_pairs()
+    cmap = plt.get_cmap("tab10" if dataset.num_classes <= 10 else "tab20")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+    for ax, name, net, real, fake in ((axes[0], "audio", f_audio, real_audio, syn_audio),
+                                      (axes[1], "visual", f_visual, real_frames, syn_frames)):
+        r, s = net(real), net(fake)
+        mean = r.mean(0)
+        basis = torch.linalg.svd(r - mean, full_matrices=False).Vh[:2].T
+        rp, sp = ((r - mean) @ basis).numpy(), ((s - mean) @ basis).numpy()
+        ax.scatter(rp[:, 0], rp[:, 1], c=[cmap(int(c) % cmap.N) for c in real_labels], s=6, alpha=0.35)
+        ax.scatter(sp[:, 0], sp[:, 1], c=[cmap(int(c) % cmap.N) for c in syn_labels], s=120, marker="*",
+                   edgecolors="black", linewidths=0.6)
+        ax.set_title(f"{name} embeddings (random {encoder} encoder), PCA")
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=cmap(c % cmap.N), label=n)
+               for c, n in enumerate(dataset.classes)]
+    handles += [plt.Line2D([], [], marker="*", linestyle="", color="grey", markeredgecolor="black",
+                           markersize=12, label="synthetic")]
+    fig.legend(handles=handles, loc="center right", fontsize=8)
+    fig.subplots_adjust(right=0.85)
+    return _save(fig, path)

@@ -7,19 +7,30 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from avdistill.io import versions, write_json
-from avdistill.reporting.pictures import frame_grid, frames_as_images, spectrogram_grid
+from avdistill.methods.loop import LOSS_LOG
+from avdistill.reporting.pictures import embedding_plot, frame_grid, frames_as_images, loss_curves, spectrogram_grid
 from avdistill.reporting.sound import spectrogram_to_wave, write_wav
 from avdistill.reporting.video import write_pair_video
 from avdistill.synthetic import SyntheticSet
 
 
 def show(syn: SyntheticSet, out: str | Path, before: SyntheticSet | None = None, videos: bool = True,
-         griffin_lim_iters: int = 32, progress: bool = True) -> dict:
-    """Write frames.png, spectrograms.png, one WAV (and one mp4) per stored pair, and show.json."""
+         griffin_lim_iters: int = 32, progress: bool = True, dataset=None) -> dict:
+    """Write frames.png, spectrograms.png, one WAV (and one mp4) per stored pair, and show.json.
+
+    Also losses.png when the set's folder holds its ``losses.jsonl``, and embeddings.png when the
+    source `dataset` is given.
+    """
     out = Path(out)
     sets = ([("before", before)] if before is not None else []) + [("after" if before is not None else "synthetic", syn)]
     written = {"frames": str(frame_grid(sets, out / "frames.png")),
                "spectrograms": str(spectrogram_grid(sets, out / "spectrograms.png")), "audio": [], "video": []}
+    log = Path(syn.path).parent / LOSS_LOG if syn.path else None
+    if log is not None and log.exists() and log.stat().st_size > 0:
+        written["losses"] = str(loss_curves(log, out / "losses.png"))
+    if dataset is not None:
+        written["embeddings"] = str(embedding_plot(dataset, syn, out / "embeddings.png",
+                                                   syn.meta.get("config", {}).get("encoder", "small")))
     mel = syn.preprocessing.mel
     db = syn.preprocessing.audio_from_model(syn.audio)[:, 0]
     images = frames_as_images(syn) if videos else None
