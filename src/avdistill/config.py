@@ -16,11 +16,13 @@ def _parse_tuple(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def add_config_options(parser: argparse.ArgumentParser, config_class: type, title: str) -> None:
-    """One ``--name`` option per dataclass field, with the field's help text and default."""
+def add_config_options(parser: argparse.ArgumentParser, config_class: type, title: str, skip: tuple[str, ...] = ()) -> None:
+    """One ``--name`` option per dataclass field (but `skip`), with the field's help text and default."""
     group = parser.add_argument_group(title)
     hints = typing.get_type_hints(config_class)
     for f in dataclasses.fields(config_class):
+        if f.name in skip:
+            continue
         kind = hints[f.name]
         parse = _parse_tuple if typing.get_origin(kind) is tuple else kind
         default = f.default
@@ -28,6 +30,21 @@ def add_config_options(parser: argparse.ArgumentParser, config_class: type, titl
         group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=parse, default=None,
                            metavar=kind.__name__.upper() if isinstance(kind, type) else "LIST",
                            help=f"{f.metadata.get('help', '')} (default: {shown})")
+
+
+def parse_assignment(text: str, config_class: type) -> tuple[str, object]:
+    """'name=value' -> (name, value typed like the config field), e.g. 'iterations=100' -> ('iterations', 100)."""
+    name, sep, value = text.partition("=")
+    name = name.strip().replace("-", "_")
+    hints = typing.get_type_hints(config_class)
+    if not sep or name not in hints:
+        valid = ", ".join(f.name for f in dataclasses.fields(config_class))
+        raise ConfigError(f"cannot set {text!r}: expected NAME=VALUE with NAME one of: {valid}")
+    kind = hints[name]
+    try:
+        return name, _parse_tuple(value) if typing.get_origin(kind) is tuple else kind(value)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise ConfigError(f"cannot set {text!r}: {value!r} is not a valid {getattr(kind, '__name__', kind)}") from None
 
 
 def config_overrides(args: argparse.Namespace, config_class: type) -> dict:

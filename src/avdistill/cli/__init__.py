@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from avdistill.cli import demo, distill, evaluate, prepare, show
+from avdistill.cli import bench, demo, distill, evaluate, prepare, show
 from avdistill.errors import AVDistillError
 
 
@@ -14,7 +14,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {name: module.add_parser(sub) for name, module in
                 (("prepare", prepare), ("distill", distill), ("evaluate", evaluate), ("show", show),
-                                          ("demo", demo))}
+                                          ("bench", bench), ("demo", demo))}
     return parser, commands
 
 
@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        {"prepare": prepare.run, "evaluate": evaluate.run, "show": show.run, "demo": demo.run}[args.command](args)
+        {"prepare": prepare.run, "evaluate": evaluate.run, "show": show.run, "bench": bench.run,
+         "demo": demo.run}[args.command](args)
     except AVDistillError as exc:
         print(f"avdistill: error: {exc}", file=sys.stderr)
         return 2
