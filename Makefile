@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # The CPU build of PyTorch this project is tested with (the package itself accepts torch>=2.2,<3).
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ test: setup
 
 demo: setup
 	$(VENV)/bin/avdistill demo --out demo-output
+
+bench: setup
+	$(PY) benchmarks/perf.py
 
 clean:
 	rm -rf $(VENV) demo-output runs .pytest_cache
