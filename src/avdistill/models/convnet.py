@@ -60,12 +60,14 @@ class ConvNet(nn.Module):
             layers.append(nn.AdaptiveAvgPool2d(config.final_pool) if last and config.final_pool else nn.AvgPool2d(2))
             channels = config.width
         self.features = nn.Sequential(*layers)
+        self.features.eval()  # probe the output size without touching batch-norm running statistics
         with torch.no_grad():
             try:
                 out = self.features(torch.zeros(1, in_channels, *input_size))
             except RuntimeError:
                 raise ConfigError(f"input {input_size} is too small for an encoder of depth {config.depth}; "
                                   "lower the depth or set a final adaptive pool") from None
+        self.features.train()
         self.output_shape = tuple(out.shape[1:])
         self.embed_dim = out.numel()
 
