@@ -58,3 +58,58 @@ def test_bad_eval_options(tiny_dataset_file):
         evaluate(syn, tiny_dataset_file, runs=0, config=FAST, progress=False)
     with pytest.raises(ConfigError, match="unknown head"):
         evaluate(syn, tiny_dataset_file, runs=1, config=EvalConfig(head="late"), progress=False)
+
+
+@pytest.mark.parametrize("preset", ["small-deep", "small-wide", "small-bn", "small-nonorm", "resnet"])
+def test_cross_architecture_presets_evaluate_a_set(tiny_dataset_file, preset):
+    from avdistill.models import PRESETS, get_encoders
+
+    prep = tiny_dataset_file.preprocessing
+    audio, visual = get_encoders(preset, prep.audio_shape, prep.frame_shape, generator_seed=1)
+    again, _ = get_encoders(preset, prep.audio_shape, prep.frame_shape, generator_seed=1)
+    assert all(torch.equal(p, q) for p, q in zip(audio.parameters(), again.parameters()))
+    x = torch.randn(3, *prep.audio_shape)
+    assert audio(x).shape == (3, audio.embed_dim) and visual(torch.randn(3, *prep.frame_shape)).shape == (3, visual.embed_dim)
+    syn = avdistill.distill(tiny_dataset_file, "random", ipc=2, seed=0, progress=False)
+    result = evaluate(syn, tiny_dataset_file, runs=1, config=EvalConfig(epochs=1, batch_size=8, encoder=preset),
+                      progress=False)
+    assert 0.0 <= result.accuracies[0] <= 1.0 and result.config["encoder"] == preset
+    assert preset in PRESETS and PRESETS[preset].summary
+
+
+def test_resnet_probe_leaves_batch_norm_statistics_untouched():
+    from avdistill.models import ResNet, ResNetConfig
+
+    net = ResNet(1, (16, 16), ResNetConfig(width=4))
+    stem_norm = net.features[1]
+    assert torch.equal(stem_norm.running_mean, torch.zeros(4)) and torch.equal(stem_norm.running_var, torch.ones(4))
+    assert net.training and net.embed_dim == 16 * 2 * 2
+
+
+def test_evaluate_cli_heads_arch_retrieval_csv(tiny_dataset_file, tmp_path, capsys):
+    import csv
+    import json
+
+    from avdistill.cli import main
+
+    data = tiny_dataset_file.source_path
+    assert main(["distill", "--data", data, "--method", "random", "--ipc", "2", "--out", str(tmp_path / "r"),
+                 "--quiet"]) == 0
+    args = ["evaluate", str(tmp_path / "r" / "synthetic.safetensors"), "--data", data, "--runs", "2", "--epochs", "1",
+            "--heads", "a,v,concat,sum,attention,ensemble", "--arch", "small,resnet", "--retrieval",
+            "--whole-data", "--whole-data-runs", "1", "--csv", str(tmp_path / "e.csv"),
+            "--json", str(tmp_path / "e.json"), "--quiet"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    for text in ("resnet / attention", "small / audio-only", "A→V R@1", "V→A MedR", "random IPC 2", "Whole data"):
+        assert text in printed
+    rows = list(csv.DictReader(open(tmp_path / "e.csv")))
+    accuracy = [r for r in rows if r["kind"] == "accuracy"]
+    assert len(accuracy) == 2 * 6 * (2 + 1)  # archs x heads x (2 runs on the set + 1 whole-data run)
+    assert {r["metric"] for r in rows if r["kind"] == "retrieval"} >= {"a2v R@1", "v2a median_rank"}
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["retrieval_config"]["match"] == "class" and report["whole_data_runs"] == 1
+    assert main(["evaluate", "--whole-data", "--data", data, "--heads", "a,late", "--quiet"]) == 2
+    assert "unknown head 'late'" in capsys.readouterr().err
+    assert main(["evaluate", "--whole-data", "--data", data, "--arch", "vgg", "--quiet"]) == 2
+    assert "unknown encoder preset 'vgg'" in capsys.readouterr().err

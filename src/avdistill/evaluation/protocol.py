@@ -4,15 +4,20 @@ report final-epoch top-1 accuracy on the real test split.
 Per run: fresh encoders and head (seeded), Adam (lr 1e-3 audio encoder and head, 1e-4 visual
 encoder, weight decay 1e-4), 30 epochs, batch 32, lr x0.1 after epochs 10 and 20, DSA applied
 to each modality independently with per-sample parameters. N runs -> mean ± std.
+
+The head decides which encoders take part (``head.modalities``): an audio-only or visual-only
+head never runs the other encoder, and that encoder is neither optimised nor returned.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from avdistill.augment import DEFAULT_STRATEGY, DSA
@@ -34,7 +39,9 @@ class EvalConfig:
     weight_decay: float = option(1e-4, "Adam weight decay (AVDD: 1e-4)")
     milestones: tuple[int, ...] = option((10, 20), "epochs after which the lr is multiplied by 0.1")
     encoder: str = option("small", "encoder preset of the evaluation networks")
-    head: str = option("ensemble", "fusion head")
+    head: str = option("ensemble", "fusion head: a, v, concat, sum, attention or ensemble")
+    fusion_dim: int = option(0, "sum/attention heads: size of the common space (0: the smaller embedding)")
+    attention_hidden: int = option(128, "attention head: hidden units of the score MLP (0: a linear score)")
     augment: str = option(DEFAULT_STRATEGY, "DSA ops applied during training, or 'none'")
     test_batch: int = option(512, "batch size when scoring the test split")
 
@@ -63,35 +70,49 @@ def check_eval_config(cfg: EvalConfig) -> None:
         raise ConfigError(f"epochs and batch_size must be >= 1, got {cfg.epochs} and {cfg.batch_size}")
 
 
+def build_head(cfg: EvalConfig, audio_dim: int, visual_dim: int, num_classes: int) -> nn.Module:
+    return HEADS[cfg.head](audio_dim, visual_dim, num_classes, fusion_dim=cfg.fusion_dim,
+                           attention_hidden=cfg.attention_hidden)
+
+
 def train_networks(train: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | AVSplit, dataset: AVDataset,
-                   cfg: EvalConfig, seed: int, device: str = "cpu", progress: bool = False):
+                   cfg: EvalConfig, seed: int, device: str = "cpu", progress: bool = False,
+                   head_factory: Callable[[int, int, int], nn.Module] | None = None):
     """Train fresh (audio encoder, visual encoder, head) on `train` with the protocol; return them.
 
-    `train` is either model-space tensors (a synthetic set) or a real AVSplit, normalised batch by batch.
+    `train` is either model-space tensors (a synthetic set) or a real AVSplit, normalised batch by
+    batch. An encoder the head does not read is returned as None. `head_factory(audio_dim,
+    visual_dim, num_classes)` replaces the head named in `cfg` (retrieval trains a contrastive head).
     """
     prep = dataset.preprocessing
     f_audio, f_visual = get_encoders(cfg.encoder, prep.audio_shape, prep.frame_shape,
                                      derive_seed(seed, "encoders", 0), device)
+    make_head = head_factory or (lambda a, v, c: build_head(cfg, a, v, c))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "head", 0))
-        head = HEADS[cfg.head](f_audio.embed_dim, f_visual.embed_dim, dataset.num_classes).to(device)
-    optimizer = torch.optim.Adam([
-        {"params": f_audio.parameters(), "lr": cfg.lr_audio},
-        {"params": f_visual.parameters(), "lr": cfg.lr_visual},
-        {"params": head.parameters(), "lr": cfg.lr_head},
-    ], weight_decay=cfg.weight_decay)
+        head = make_head(f_audio.embed_dim, f_visual.embed_dim, dataset.num_classes).to(device)
+    f_audio = f_audio if "audio" in head.modalities else None
+    f_visual = f_visual if "visual" in head.modalities else None
+    groups = [{"params": net.parameters(), "lr": lr}
+              for net, lr in ((f_audio, cfg.lr_audio), (f_visual, cfg.lr_visual), (head, cfg.lr_head)) if net is not None]
+    optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=0.1)
     augment = DSA(cfg.augment)
     batch, n = _batcher(train, dataset, device)
     shuffle = generator(seed, "shuffle")
+    networks = [net for net in (f_audio, f_visual, head) if net is not None]
     step = 0
     for _ in tqdm(range(cfg.epochs), desc="train", leave=False, disable=not progress):
-        f_audio.train(), f_visual.train(), head.train()
+        for net in networks:
+            net.train()
         for idx in torch.randperm(n, generator=shuffle).split(cfg.batch_size):
             audio, frames, labels = batch(idx)
-            audio = augment(audio, derive_seed(seed, "augment", step, 0), siamese=False)
-            frames = augment(frames, derive_seed(seed, "augment", step, 1), siamese=False)
-            loss = head.loss(head(f_audio(audio), f_visual(frames)), labels)
+            e_audio = e_visual = None
+            if f_audio is not None:
+                e_audio = f_audio(augment(audio, derive_seed(seed, "augment", step, 0), siamese=False))
+            if f_visual is not None:
+                e_visual = f_visual(augment(frames, derive_seed(seed, "augment", step, 1), siamese=False))
+            loss = head.loss(head(e_audio, e_visual), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -109,12 +130,17 @@ def train_and_test(train, dataset: AVDataset, cfg: EvalConfig, seed: int, device
 
 @torch.no_grad()
 def test_accuracy(f_audio, f_visual, head, dataset: AVDataset, batch_size: int, device: str = "cpu") -> float:
-    f_audio.eval(), f_visual.eval(), head.eval()
+    """Top-1 accuracy on the real test split; an encoder given as None is not run."""
+    networks = [net for net in (f_audio, f_visual, head) if net is not None]
+    for net in networks:
+        net.eval()
     batch, _ = _batcher(dataset.test, dataset, device)
     correct = 0
     for idx in torch.arange(len(dataset.test)).split(batch_size):
         audio, frames, labels = batch(idx)
-        correct += int((head.predict(head(f_audio(audio), f_visual(frames))).argmax(1) == labels).sum())
+        outputs = head(f_audio(audio) if f_audio is not None else None,
+                       f_visual(frames) if f_visual is not None else None)
+        correct += int((head.predict(outputs).argmax(1) == labels).sum())
     return correct / len(dataset.test)
 
 

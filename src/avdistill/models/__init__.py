@@ -1,19 +1,28 @@
-"""Encoders and heads, built by name: ``get_encoders(preset, prep)``."""
+"""Encoders and heads, built by name: ``get_encoders(preset, prep)``.
+
+``small`` and ``avdd`` are the distillation encoders. The other presets exist to evaluate a
+synthetic set with networks it was not distilled with (cross-architecture): ``small`` changed in
+one respect each (depth, width, normalisation) and a small ResNet.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from avdistill.errors import ConfigError
 from avdistill.models.convnet import ConvNet, ConvNetConfig
+from avdistill.models.resnet import ResNet, ResNetConfig
+
+EncoderConfig = ConvNetConfig | ResNetConfig
 
 
 @dataclass(frozen=True)
 class EncoderPreset:
-    audio: ConvNetConfig
-    visual: ConvNetConfig
+    audio: EncoderConfig
+    visual: EncoderConfig
     summary: str
 
 
@@ -30,11 +39,41 @@ PRESETS: dict[str, EncoderPreset] = {
         visual=ConvNetConfig(width=32, depth=3, final_pool=(4, 4)),
         summary="small encoders: width 32, depth 3, both end at 4x4 (512-d)",
     ),
+    # Cross-architecture variants of `small`, one change each.
+    "small-deep": EncoderPreset(
+        audio=ConvNetConfig(width=32, depth=4, final_pool=(2, 2)),
+        visual=ConvNetConfig(width=32, depth=4, final_pool=(2, 2)),
+        summary="small, one block deeper: width 32, depth 4, both end at 2x2 (128-d)",
+    ),
+    "small-wide": EncoderPreset(
+        audio=ConvNetConfig(width=64, depth=3, final_pool=(4, 4)),
+        visual=ConvNetConfig(width=64, depth=3, final_pool=(4, 4)),
+        summary="small, twice as wide: width 64, depth 3, both end at 4x4 (1024-d)",
+    ),
+    "small-bn": EncoderPreset(
+        audio=ConvNetConfig(width=32, depth=3, norm="batchnorm", final_pool=(4, 4)),
+        visual=ConvNetConfig(width=32, depth=3, norm="batchnorm", final_pool=(4, 4)),
+        summary="small with batch norm instead of instance norm (512-d)",
+    ),
+    "small-nonorm": EncoderPreset(
+        audio=ConvNetConfig(width=32, depth=3, norm="none", final_pool=(4, 4)),
+        visual=ConvNetConfig(width=32, depth=3, norm="none", final_pool=(4, 4)),
+        summary="small without normalisation layers (512-d)",
+    ),
+    "resnet": EncoderPreset(
+        audio=ResNetConfig(width=16, stages=(1, 1, 1), norm="batchnorm", final_pool=(2, 2)),
+        visual=ResNetConfig(width=16, stages=(1, 1, 1), norm="batchnorm", final_pool=(2, 2)),
+        summary="small ResNet: 3x3 stem, 3 stages of one basic block (width 16/32/64), batch norm, 2x2 (256-d)",
+    ),
 }
 
 
+def build_encoder(in_channels: int, input_size: tuple[int, int], config: EncoderConfig) -> nn.Module:
+    return (ResNet if isinstance(config, ResNetConfig) else ConvNet)(in_channels, input_size, config)
+
+
 def get_encoders(preset: str, audio_shape: tuple[int, ...], frame_shape: tuple[int, ...],
-                 generator_seed: int | None = None, device: str | torch.device = "cpu") -> tuple[ConvNet, ConvNet]:
+                 generator_seed: int | None = None, device: str | torch.device = "cpu") -> tuple[nn.Module, nn.Module]:
     """Fresh (audio, visual) encoders for inputs of the given per-sample shapes [C,H,W].
 
     With `generator_seed`, the initial weights are a pure function of the seed (the global RNG
@@ -46,9 +85,9 @@ def get_encoders(preset: str, audio_shape: tuple[int, ...], frame_shape: tuple[i
     with torch.random.fork_rng(devices=[], enabled=generator_seed is not None):
         if generator_seed is not None:
             torch.manual_seed(generator_seed)
-        audio = ConvNet(audio_shape[0], tuple(audio_shape[1:]), spec.audio)
-        visual = ConvNet(frame_shape[0], tuple(frame_shape[1:]), spec.visual)
+        audio = build_encoder(audio_shape[0], tuple(audio_shape[1:]), spec.audio)
+        visual = build_encoder(frame_shape[0], tuple(frame_shape[1:]), spec.visual)
     return audio.to(device), visual.to(device)
 
 
-__all__ = ["ConvNet", "ConvNetConfig", "PRESETS", "get_encoders"]
+__all__ = ["ConvNet", "ConvNetConfig", "ResNet", "ResNetConfig", "PRESETS", "build_encoder", "get_encoders"]
