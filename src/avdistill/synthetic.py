@@ -4,6 +4,11 @@ Stored in model space (normalised tensors), one safetensors file with JSON metad
 header plus a readable ``.json`` sidecar. The metadata records the method config, seed,
 software versions, source dataset and its checksum, and the preprocessing needed to turn the
 tensors back into pictures and sound.
+
+With the IDM factor technique (``factor`` > 1, see :mod:`avdistill.methods.factor`) each
+stored sample is a factor x factor grid; :meth:`SyntheticSet.training_pairs` expands it into
+factor² full-size samples, so evaluation trains on what the method matched. Files without a
+``factor`` in their header are factor 1.
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ FORMAT = "avdistill.synthetic/1"
 
 @dataclass
 class SyntheticSet:
-    """IPC stored pairs per class: audio [M,1,F,T], frames [M,C,H,W] (model space), labels [M]."""
+    """IPC stored pairs per class: audio [M,1,F,T], frames [M,C,H,W] (model space), labels [M].
+
+    Each stored pair holds ``factor`` x ``factor`` grid cells (1: one plain sample).
+    """
 
     audio: torch.Tensor
     frames: torch.Tensor
@@ -35,20 +43,26 @@ class SyntheticSet:
     preprocessing: Preprocessing
     meta: dict = field(default_factory=dict)
     path: str | None = None
+    factor: int = 1
 
     @property
     def ipc(self) -> int:
+        """Stored pairs per class (the storage budget), whatever the factor."""
         return int(torch.bincount(self.labels, minlength=len(self.classes)).max())
 
     def training_pairs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(audio, frames, labels) to train evaluation networks on."""
-        return self.audio.detach(), self.frames.detach(), self.labels
+        """(audio, frames, labels) to train evaluation networks on: factor² upsampled samples per stored one."""
+        from avdistill.methods.factor import expand, expand_labels  # here: avdistill.methods imports this module
+
+        with torch.no_grad():
+            return (expand(self.audio.detach(), self.factor), expand(self.frames.detach(), self.factor),
+                    expand_labels(self.labels, self.factor))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Atomically write the tensors (``.safetensors``) and a metadata sidecar (``.json``)."""
         path = Path(path)
         header = {"format": FORMAT, "classes": list(self.classes),
-                  "preprocessing": self.preprocessing.to_dict(), "meta": self.meta}
+                  "preprocessing": self.preprocessing.to_dict(), "factor": self.factor, "meta": self.meta}
         tensors = {"audio": self.audio.detach().float().contiguous().cpu(),
                    "frames": self.frames.detach().float().contiguous().cpu(),
                    "labels": self.labels.long().contiguous().cpu()}
@@ -73,6 +87,9 @@ def load_synthetic(path: str | os.PathLike) -> SyntheticSet:
                               f"labels {tuple(labels.shape)}")
     if not (torch.isfinite(audio).all() and torch.isfinite(frames).all()):
         raise DataError(path, "synthetic tensors hold NaN or Inf values")
+    factor = header.get("factor", 1)
+    if not isinstance(factor, int) or not 1 <= factor <= min(*audio.shape[-2:], *frames.shape[-2:]):
+        raise DataError(path, f"factor {factor!r} is not a whole number of grid cells these samples can hold")
     return SyntheticSet(audio=audio, frames=frames, labels=labels, classes=header["classes"],
                         preprocessing=Preprocessing.from_dict(header["preprocessing"]), meta=header.get("meta", {}),
-                        path=str(path))
+                        path=str(path), factor=factor)

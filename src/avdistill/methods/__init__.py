@@ -9,7 +9,7 @@ from pathlib import Path
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError
 from avdistill.io import versions
-from avdistill.methods import dm, random  # noqa: F401  (registers the methods)
+from avdistill.methods import avdd, dm, herding, kcenter, random  # noqa: F401  (registers the methods)
 from avdistill.methods.base import METHODS, RunContext, fingerprint, get_method, make_config
 from avdistill.methods.loop import finish
 from avdistill.synthetic import SyntheticSet
@@ -43,7 +43,8 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
         "source": {"name": dataset.name, "path": dataset.source_path, "sha256": dataset.checksum},
         "versions": versions(),
     }
-    syn = SyntheticSet(audio, frames, labels, list(dataset.classes), dataset.preprocessing, meta)
+    syn = SyntheticSet(audio, frames, labels, list(dataset.classes), dataset.preprocessing, meta,
+                       factor=getattr(config, "factor", 1))
     if workdir is not None:
         syn.save(workdir / SYNTHETIC_FILE)
         finish(workdir)

@@ -1,11 +1,48 @@
-"""Pieces shared by the distribution-matching family (DM, AVDD, DAVDD)."""
+"""Pieces shared by the distribution-matching family (DM, AVDD, DAVDD): the shared options,
+the real batch sampler, and one matching step that every member builds its loss from.
+
+A matching step (:class:`MeanMatcher`): draw fresh, randomly initialised, frozen audio and
+visual encoders; draw a batch of real pairs of every class; expand the synthetic set with the
+IDM factor technique (before augmentation); augment real and synthetic with the *same* DSA
+draw (one seed per iteration, shared by real/synthetic and both modalities, as in AVDD);
+return the per-class mean embeddings of all four. Methods differ only in the loss they build
+from those means, then share the initialisation and the optimisation loop (:func:`run_matching`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 
+from avdistill.augment import DEFAULT_STRATEGY, DSA
 from avdistill.data.dataset import AVDataset
-from avdistill.seeding import generator
+from avdistill.methods.base import RunContext, option
+from avdistill.methods.factor import expand, expand_labels
+from avdistill.methods.features import SPACES
+from avdistill.methods.init import HerdingFeatures, initial_synthetic
+from avdistill.methods.loop import optimise_synthetic
+from avdistill.models import get_encoders
+from avdistill.seeding import derive_seed, generator
+
+
+@dataclass
+class MatchingConfig:
+    """Options every distribution-matching method has; defaults are DM's for AV-Digits on a CPU."""
+
+    iterations: int = option(300, "optimisation steps (the DM paper uses 20000; 300 suffices for AV-Digits on CPU)")
+    real_per_class: int = option(64, "real pairs per class embedded at every iteration (DM paper: 256)")
+    lr_audio: float = option(1.0, "SGD learning rate on the synthetic spectrograms (DM: 1.0)")
+    lr_frames: float = option(1.0, "SGD learning rate on the synthetic frames (DM: 1.0)")
+    momentum: float = option(0.5, "SGD momentum (DM: 0.5)")
+    init: str = option("real", "initial synthetic set: 'real' (random real pairs), 'herding' or 'noise' (Gaussian)")
+    factor: int = option(1, "IDM factor: each stored sample holds factor x factor downscaled samples (1: off)")
+    herding_space: str = option("av", f"features herding init ranks by: {', '.join(SPACES)}")
+    herding_epochs: int = option(10, "epochs of training the herding-init feature networks on the real training split")
+    encoder: str = option("small", "encoder preset: 'small' (CPU, small inputs) or 'avdd' (the paper's ConvNets)")
+    augment: str = option(DEFAULT_STRATEGY, "DSA ops joined by '_', or 'none'")
+    checkpoint_every: int = option(50, "iterations between checkpoints (resume after interruption)")
 
 
 class RealSampler:
@@ -36,3 +73,57 @@ def class_means(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int
 def mean_matching_loss(real_means: torch.Tensor, syn_means: torch.Tensor) -> torch.Tensor:
     """DM's loss: sum over classes of the squared distance between real and synthetic mean embeddings."""
     return (real_means - syn_means).pow(2).sum()
+
+
+@dataclass
+class ClassMeans:
+    """[num_classes, D] mean embeddings of one matching step; the real ones carry no gradient."""
+
+    real_audio: torch.Tensor
+    real_visual: torch.Tensor
+    syn_audio: torch.Tensor
+    syn_visual: torch.Tensor
+
+
+class MeanMatcher:
+    """One matching step of the DM family (see the module docstring); a pure function of (seed, iteration)."""
+
+    def __init__(self, dataset: AVDataset, cfg: MatchingConfig, labels: torch.Tensor, run: RunContext):
+        self.prep = dataset.preprocessing
+        self.num_classes = dataset.num_classes
+        self.encoder = cfg.encoder
+        self.factor = cfg.factor
+        self.labels = expand_labels(labels, cfg.factor).to(run.device)
+        self.sampler = RealSampler(dataset, cfg.real_per_class, run.device)
+        self.augment = DSA(cfg.augment)
+        self.seed = run.seed
+        self.device = run.device
+
+    def __call__(self, iteration: int, syn_audio: torch.Tensor, syn_frames: torch.Tensor) -> ClassMeans:
+        f_audio, f_visual = get_encoders(self.encoder, self.prep.audio_shape, self.prep.frame_shape,
+                                         derive_seed(self.seed, "encoders", iteration), self.device)
+        for p in (*f_audio.parameters(), *f_visual.parameters()):
+            p.requires_grad_(False)
+        real_audio, real_frames, real_labels = self.sampler.sample(self.seed, iteration)
+        aug_seed = derive_seed(self.seed, "augment", iteration)
+        C = self.num_classes
+        with torch.no_grad():
+            real_a = class_means(f_audio(self.augment(real_audio, aug_seed)), real_labels, C)
+            real_v = class_means(f_visual(self.augment(real_frames, aug_seed)), real_labels, C)
+        syn_a = class_means(f_audio(self.augment(expand(syn_audio, self.factor), aug_seed)), self.labels, C)
+        syn_v = class_means(f_visual(self.augment(expand(syn_frames, self.factor), aug_seed)), self.labels, C)
+        return ClassMeans(real_a, real_v, syn_a, syn_v)
+
+
+def run_matching(dataset: AVDataset, ipc: int, cfg: MatchingConfig, run: RunContext,
+                 loss: Callable[[ClassMeans], dict[str, torch.Tensor]], name: str):
+    """Initialise, then minimise ``loss(means)["total"]`` with the shared loop; return the synthetic tensors."""
+    herding = HerdingFeatures(cfg.herding_space, cfg.encoder, cfg.herding_epochs, run.progress)
+    audio, frames, labels = initial_synthetic(dataset, ipc, cfg.init, run.seed, cfg.factor, herding)
+    matcher = MeanMatcher(dataset, cfg, labels, run)
+    audio, frames = optimise_synthetic(
+        audio.to(run.device), frames.to(run.device), lambda it, a, f: loss(matcher(it, a, f)),
+        iterations=cfg.iterations, lr_audio=cfg.lr_audio, lr_frames=cfg.lr_frames, momentum=cfg.momentum,
+        fingerprint=run.fingerprint, workdir=run.workdir, checkpoint_every=cfg.checkpoint_every,
+        progress=run.progress, desc=f"{name} ipc={ipc}")
+    return audio.cpu(), frames.cpu(), labels

@@ -1,0 +1,157 @@
+"""Benchmark: coresets vs DM vs AVDD, and AVDD's ablation rows, on AV-Digits at IPC 1 and 10.
+
+Every (cell, seed) distils one synthetic set and evaluates it with the AVDD protocol
+(`--eval-runs` fresh networks); its result is cached as JSON under `--out`, so a rerun (or a
+second worker: `--worker 1/2`) continues where the last stopped. `--report` prints the Markdown
+tables of docs/METHODS.md from the cache: mean ± std over all seeds x evaluation runs, plus the
+mean wall time to distil one synthetic set.
+
+    OMP_NUM_THREADS=1 python benchmarks/methods.py                 # run (resumable)
+    python benchmarks/methods.py --report                          # the tables
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from tabulate import tabulate
+
+import avdistill
+from avdistill.evaluation import evaluate
+from avdistill.io import versions, write_json
+from avdistill.methods.features import train_features
+
+NO_CROSS = {"lam_jm": 0.0, "lam_mgm": 0.0}
+COMPARISON = {
+    "Random": ("random", {}),
+    "Herding (av)": ("herding", {}),
+    "K-Center (av)": ("kcenter", {}),
+    "DM": ("dm", {}),
+    "AVDD": ("avdd", {}),
+}
+ABLATION = {
+    "random init": ("avdd", {"init": "real", "factor": 1, **NO_CROSS}),
+    "herding init": ("avdd", {"init": "herding", "factor": 1, **NO_CROSS}),
+    "random init + factor": ("avdd", {"init": "real", "factor": 2, **NO_CROSS}),
+    "herding + factor (base)": ("avdd", {"init": "herding", "factor": 2, **NO_CROSS}),
+    "+ JM": ("avdd", {"lam_mgm": 0.0}),
+    "+ JM + MGM (AVDD)": ("avdd", {}),
+}
+
+
+def method_options(method: str, options: dict, args) -> dict:
+    """The benchmark's reduced budget for the optimising methods; coresets take no budget."""
+    if method == "random":
+        return dict(options)
+    if method in ("herding", "kcenter"):
+        return {"feature_epochs": args.feature_epochs, **options}
+    return {"iterations": args.iterations, "real_per_class": args.real_per_class,
+            "herding_epochs": args.feature_epochs, "checkpoint_every": 25, **options}
+
+
+def jobs(args) -> dict[str, tuple[int, str, dict, int]]:
+    """key -> (ipc, method, options, seed), unique, in priority order: comparisons first, then ablations."""
+    out = {}
+    for rows in (COMPARISON, ABLATION):
+        for ipc in args.ipcs:
+            for method, options in rows.values():
+                for seed in range(args.seeds):
+                    out.setdefault(job_key(ipc, method, options, seed), (ipc, method, options, seed))
+    return out
+
+
+def job_key(ipc: int, method: str, options: dict, seed: int) -> str:
+    """Cache key: identical settings share a result (AVDD's comparison cell is the last ablation row)."""
+    opts = "_".join(f"{k}={v}" for k, v in sorted(options.items())) or "defaults"
+    return f"ipc{ipc}/{method}/{opts}/seed{seed}"
+
+
+def run_job(data, ipc, method, options, seed, args, out: Path) -> dict:
+    key = job_key(ipc, method, options, seed)
+    path = out / f"{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    opts = method_options(method, options, args)
+    syn = avdistill.distill(data, method, ipc=ipc, seed=seed, out=out / key, progress=args.progress, **opts)
+    result = evaluate(syn, data, runs=args.eval_runs, seed=seed, progress=args.progress)
+    record = {"method": method, "ipc": ipc, "seed": seed, "options": opts, "factor": syn.factor,
+              "accuracies": result.accuracies, "distill_seconds": syn.meta["wall_seconds"],
+              "eval_config": result.config, "versions": versions()}
+    write_json(path, record)
+    print(f"{key}: {result} in {syn.meta['wall_seconds']:.0f} s", flush=True)
+    return record
+
+
+def precompute_features(data, args, out: Path) -> None:
+    """Train the feature networks once per seed (shared by herding, k-center and herding init); time it."""
+    for seed in range(args.seeds):
+        path = out / f"features/seed{seed}.json"
+        start = time.perf_counter()
+        train_features(data, "av", "small", args.feature_epochs, seed)
+        if not path.exists():
+            write_json(path, {"seed": seed, "epochs": args.feature_epochs,
+                              "seconds": round(time.perf_counter() - start, 1)})
+
+
+def report(args, out: Path) -> str:
+    lines = []
+    for title, rows in (("comparison", COMPARISON), ("ablation", ABLATION)):
+        table = []
+        for row, (method, options) in rows.items():
+            cells = [row]
+            for ipc in args.ipcs:
+                recs = [json.loads(p.read_text()) for seed in range(args.seeds)
+                        if (p := out / f"{job_key(ipc, method, options, seed)}.json").exists()]
+                accs = [a for r in recs for a in r["accuracies"]]
+                if not accs:
+                    cells += ["–", "–"]
+                    continue
+                std = statistics.pstdev(accs) if len(accs) > 1 else 0.0
+                cells.append(f"{100 * statistics.fmean(accs):.2f} ± {100 * std:.2f} ({len(recs)}×{len(accs) // len(recs)})")
+                cells.append(f"{statistics.fmean(r['distill_seconds'] for r in recs):.1f}")
+            table.append(cells)
+        headers = ["method" if title == "comparison" else "AVDD ablation row"]
+        for ipc in args.ipcs:
+            headers += [f"IPC {ipc} acc % (sets×runs)", f"IPC {ipc} s/set"]
+        lines += [f"### {title}", "", tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    features = sorted(out.glob("features/seed*.json"))
+    if features:
+        secs = [json.loads(p.read_text())["seconds"] for p in features]
+        lines.append(f"Feature networks (herding, k-center, herding init): {statistics.fmean(secs):.0f} s per seed, "
+                     "trained once per seed and not included in the s/set column.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/bench-methods", help="cache folder (per-job JSON and synthetic sets)")
+    p.add_argument("--ipcs", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10])
+    p.add_argument("--seeds", type=int, default=3, help="synthetic sets per cell")
+    p.add_argument("--eval-runs", type=int, default=3, help="evaluation runs per synthetic set")
+    p.add_argument("--iterations", type=int, default=50, help="DM/AVDD iterations (reduced budget)")
+    p.add_argument("--real-per-class", type=int, default=32, help="DM/AVDD real pairs per class per iteration")
+    p.add_argument("--feature-epochs", type=int, default=10, help="epochs of the herding/k-center feature networks")
+    p.add_argument("--worker", default="0/1", help="k/n: run every n-th job starting at k (parallel workers)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--progress", action="store_true")
+    p.add_argument("--report", action="store_true", help="print the tables from the cache and exit")
+    args = p.parse_args()
+    out = Path(args.out)
+    if args.report:
+        print(report(args, out))
+        return
+    torch.set_num_threads(args.threads)
+    k, n = (int(x) for x in args.worker.split("/"))
+    data = avdistill.load_dataset("av-digits")
+    precompute_features(data, args, out)
+    for ipc, method, options, seed in list(jobs(args).values())[k::n]:
+        run_job(data, ipc, method, options, seed, args, out)
+
+
+if __name__ == "__main__":
+    main()
