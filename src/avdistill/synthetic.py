@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import save_file
 
 from avdistill.data.dataset import Preprocessing
-from avdistill.data.storage import load_tensors, read_header
+from avdistill.data.storage import load_tensors, read_avdistill_header
 from avdistill.errors import DataError
 from avdistill.io import atomic_path, write_json
 
@@ -75,11 +75,7 @@ class SyntheticSet:
 def load_synthetic(path: str | os.PathLike) -> SyntheticSet:
     """Load a synthetic set written by :meth:`SyntheticSet.save` (no pickle involved)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "no such file")
-    _, header = read_header(path)
-    if header.get("format") != FORMAT:
-        raise DataError(path, f"not a synthetic set (format {header.get('format')!r}, expected {FORMAT!r})")
+    header = read_avdistill_header(path, FORMAT, "a synthetic set")
     t = load_tensors(path, ("audio", "frames", "labels"))
     audio, frames, labels = t["audio"], t["frames"], t["labels"]
     if audio.dim() != 4 or frames.dim() != 4 or labels.dim() != 1 or not (len(audio) == len(frames) == len(labels)):

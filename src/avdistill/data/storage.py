@@ -69,6 +69,16 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
     return table, header
 
 
+def read_avdistill_header(path: Path, expected_format: str, what: str) -> dict:
+    """The avdistill metadata of `path`, after checking the file exists and holds `expected_format`."""
+    if not path.is_file():
+        raise DataError(path, "no such file")
+    _, header = read_header(path)
+    if header.get("format") != expected_format:
+        raise DataError(path, f"not {what} (format {header.get('format')!r}, expected {expected_format!r})")
+    return header
+
+
 def load_tensors(path: str | os.PathLike, names: tuple[str, ...], mmap: bool = False) -> dict[str, torch.Tensor]:
     """Read the named tensors of a safetensors file; with `mmap`, map them read-only instead of copying."""
     path = Path(path)
@@ -109,11 +119,7 @@ def _memmap(path: Path, table: dict, name: str) -> torch.Tensor:
 def load_prepared(path: str | os.PathLike, mmap: bool = False, verify: bool = True) -> AVDataset:
     """Load a prepared dataset file. With `mmap`, tensors stay on disk until touched."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "no such file")
-    _, header = read_header(path)
-    if header.get("format") != FORMAT:
-        raise DataError(path, f"unknown dataset format {header.get('format')!r}, expected {FORMAT!r}")
+    header = read_avdistill_header(path, FORMAT, "an avdistill dataset")
     names = tuple(f"{s}.{k}" for s in _SPLITS for k in _KEYS)
     tensors = load_tensors(path, names, mmap=mmap)
     splits = {s: AVSplit(*(tensors[f"{s}.{k}"] for k in _KEYS)) for s in _SPLITS}
