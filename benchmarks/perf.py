@@ -149,8 +149,10 @@ def main() -> None:
              f"Embedded AV-Digits dataset, `small` encoders, IPC {args.ipc}, {args.real_per_class} real pairs per "
              f"class per iteration, {args.iterations} iterations per measurement; each row in its own process.", "",
              "## Distillation", "",
-             "Wall time covers the whole `distill` call, set-up included (e.g. training the encoders that "
-             "herding ranks with); iterations/s divides the iterations by that wall time.", "",
+             "Wall time covers one whole `distill` call. Iterative methods (DM, AVDD) are timed after a "
+             "one-iteration warm-up call in the same process, so set-up that is cached in-process (AVDD's "
+             "herding-init feature networks) is not counted; for herding and k-center it is (training the "
+             "feature encoders is most of their time). iterations/s divides the iterations by the wall time.", "",
              "| method | iterations/s | real samples embedded/s | wall (s) | peak RSS (MiB) |",
              "|---|---|---|---|---|"]
     for name, r in [*rows.items(), ("reference loop (AVDD-code style DM)", reference)]:
