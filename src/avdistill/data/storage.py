@@ -62,11 +62,23 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
     if not isinstance(table, dict):
         raise DataError(path, "not a safetensors file (header is not a JSON object)")
     meta = table.pop("__metadata__", None) or {}
+    for name, entry in table.items():
+        if not _well_formed(entry):
+            raise DataError(path, f"damaged safetensors header: bad entry for tensor {name!r}")
     try:
         header = json.loads(meta["avdistill"])
     except (KeyError, TypeError, json.JSONDecodeError):
         raise DataError(path, "safetensors file without avdistill metadata (not written by avdistill?)") from None
     return table, header
+
+
+def _well_formed(entry) -> bool:
+    """A tensor entry of a safetensors header: dtype, shape, and two ordered data offsets."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("dtype"), str):
+        return False
+    shape, offsets = entry.get("shape"), entry.get("data_offsets")
+    ints = lambda xs: isinstance(xs, list) and all(isinstance(x, int) and x >= 0 for x in xs)  # noqa: E731
+    return ints(shape) and ints(offsets) and len(offsets) == 2 and offsets[0] <= offsets[1]
 
 
 def read_avdistill_header(path: Path, expected_format: str, what: str) -> dict:
