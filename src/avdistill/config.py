@@ -9,11 +9,25 @@ import typing
 from avdistill.errors import ConfigError
 
 
-def _parse_tuple(text: str) -> tuple[int, ...]:
+def split_names(text: str) -> list[str]:
+    """A comma-separated command-line list: 'a, b,,c' -> ['a', 'b', 'c']."""
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def parse_ints(text: str, option: str = "the value") -> tuple[int, ...]:
+    """'1,10' -> (1, 10); anything else is a ConfigError naming `option`."""
     try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
+        return tuple(int(x) for x in split_names(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise ConfigError(f"{option} must be comma-separated integers, got {text!r}") from None
+
+
+def _parse_tuple(text: str) -> tuple[int, ...]:
+    """argparse type for tuple-valued config fields."""
+    try:
+        return parse_ints(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_config_options(parser: argparse.ArgumentParser, config_class: type, title: str, skip: tuple[str, ...] = ()) -> None:
@@ -42,8 +56,8 @@ def parse_assignment(text: str, config_class: type) -> tuple[str, object]:
         raise ConfigError(f"cannot set {text!r}: expected NAME=VALUE with NAME one of: {valid}")
     kind = hints[name]
     try:
-        return name, _parse_tuple(value) if typing.get_origin(kind) is tuple else kind(value)
-    except (ValueError, argparse.ArgumentTypeError):
+        return name, parse_ints(value) if typing.get_origin(kind) is tuple else kind(value)
+    except (ValueError, ConfigError):
         raise ConfigError(f"cannot set {text!r}: {value!r} is not a valid {getattr(kind, '__name__', kind)}") from None
 
 

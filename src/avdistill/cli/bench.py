@@ -6,12 +6,9 @@ import argparse
 from pathlib import Path
 
 from avdistill.cli.common import DATA_HELP
-from avdistill.config import add_config_options, build_config, config_overrides, parse_assignment
+from avdistill.config import (add_config_options, build_config, config_overrides, parse_assignment, parse_ints,
+                              split_names)
 from avdistill.errors import ConfigError
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -43,7 +40,7 @@ def run(args) -> None:
     from avdistill.evaluation import EvalConfig
     from avdistill.methods import get_method
 
-    methods = _names(args.methods)
+    methods = tuple(split_names(args.methods))
     options: dict[str, dict] = {}
     for item in args.method_settings:
         method, dot, assignment = item.partition(".")
@@ -51,13 +48,10 @@ def run(args) -> None:
             raise ConfigError(f"--set {item!r}: expected METHOD.NAME=VALUE with METHOD one of {', '.join(methods)}")
         name, value = parse_assignment(assignment, get_method(method).config_class)
         options.setdefault(method, {})[name] = value
-    try:
-        ipcs = tuple(int(x) for x in _names(args.ipc))
-    except ValueError:
-        raise ConfigError(f"--ipc must be comma-separated integers, got {args.ipc!r}") from None
+    ipcs = parse_ints(args.ipc, "--ipc")
     if args.sets < 1 or args.runs < 1 or args.whole_data_runs < 0:
         raise ConfigError("--sets and --runs must be >= 1 and --whole-data-runs >= 0")
-    grid = BenchGrid(data=args.data, methods=methods, ipcs=ipcs, heads=_names(args.heads), sets=args.sets,
+    grid = BenchGrid(data=args.data, methods=methods, ipcs=ipcs, heads=tuple(split_names(args.heads)), sets=args.sets,
                      runs=args.runs, whole_data_runs=args.whole_data_runs, seed=args.seed, method_options=options,
                      eval_config=build_config(EvalConfig, config_overrides(args, EvalConfig)))
     run_bench(grid, args.out, args.device, not args.quiet)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from avdistill.cli.common import add_run_options
+from avdistill.config import parse_ints
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -28,5 +29,4 @@ def run(args) -> None:
 
     dm = DMConfig(iterations=args.iterations) if args.iterations is not None else DMConfig()
     evaluation = EvalConfig(epochs=args.epochs) if args.epochs is not None else EvalConfig()
-    ipcs = tuple(int(x) for x in args.ipc.split(","))
-    run_demo(args.out, ipcs, args.runs, args.whole_data_runs, dm, evaluation, args.seed, args.device, not args.quiet)
+    run_demo(args.out, parse_ints(args.ipc, "--ipc"), args.runs, args.whole_data_runs, dm, evaluation, args.seed, args.device, not args.quiet)

@@ -13,12 +13,8 @@ import dataclasses
 from pathlib import Path
 
 from avdistill.cli.common import DATA_HELP, add_run_options
-from avdistill.config import add_config_options, build_config, config_overrides
+from avdistill.config import add_config_options, build_config, config_overrides, split_names
 from avdistill.errors import AVDistillError, ConfigError
-
-
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -33,9 +29,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=3, help="evaluation runs per set, head and preset (default: 3)")
     p.add_argument("--whole-data", action="store_true", help="also train on the whole real training split (upper bound)")
     p.add_argument("--whole-data-runs", type=int, help="runs for the whole-data rows (default: --runs)")
-    p.add_argument("--heads", type=_names,
+    p.add_argument("--heads", type=split_names,
                    help="comma-separated fusion heads to evaluate: a,v,concat,sum,attention,ensemble (default: --head)")
-    p.add_argument("--arch", type=_names,
+    p.add_argument("--arch", type=split_names,
                    help="comma-separated encoder presets to evaluate with, e.g. small,small-bn,resnet (default: --encoder)")
     p.add_argument("--retrieval", action="store_true", help="also measure cross-modal retrieval (see docs/EVALUATION.md)")
     p.add_argument("--no-accuracy", action="store_true", help="skip the accuracy table (with --retrieval)")
