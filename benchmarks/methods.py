@@ -136,6 +136,7 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=50, help="DM/AVDD iterations (reduced budget)")
     p.add_argument("--real-per-class", type=int, default=32, help="DM/AVDD real pairs per class per iteration")
     p.add_argument("--feature-epochs", type=int, default=10, help="epochs of the herding/k-center feature networks")
+    p.add_argument("--methods", default="", help="comma list: run only the jobs of these methods (default: all)")
     p.add_argument("--worker", default="0/1", help="k/n: run every n-th job starting at k (parallel workers)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--progress", action="store_true")
@@ -149,7 +150,8 @@ def main() -> None:
     k, n = (int(x) for x in args.worker.split("/"))
     data = avdistill.load_dataset("av-digits")
     precompute_features(data, args, out)
-    for ipc, method, options, seed in list(jobs(args).values())[k::n]:
+    selected = [job for job in jobs(args).values() if not args.methods or job[1] in args.methods.split(",")]
+    for ipc, method, options, seed in selected[k::n]:
         run_job(data, ipc, method, options, seed, args, out)
 
 
