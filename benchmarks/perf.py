@@ -1,6 +1,6 @@
 """Performance harness: distillation and evaluation speed, peak memory, and a reference loop.
 
-Writes docs/BENCHMARKS.md. Every figure comes from this run on this machine; speed-ups are
+Writes its section of docs/BENCHMARKS.md (other scripts own the other sections). Every figure comes from this run on this machine; speed-ups are
 ratios against a baseline measured in the same run, since absolute times on a shared 2-core
 machine drift. Each measurement runs in its own subprocess so its peak RSS is its own.
 
@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from docsection import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -168,10 +170,7 @@ def main() -> None:
               f"**{evaluation['runs_per_minute']:.1f} runs/minute** ({args.eval_runs} runs in "
               f"{evaluation['seconds']:.1f} s, peak RSS {evaluation['peak_rss_mib']:.0f} MiB).", "",
               f"Harness wall time: {time.perf_counter() - started:.0f} s.", ""]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(args.out).with_suffix(".tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(args.out)
+    write_section(args.out, "perf", "\n".join(lines))
     print("\n".join(lines))
 
 
