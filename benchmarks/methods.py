@@ -1,7 +1,8 @@
 """Benchmark: coresets vs DM vs AVDD, and AVDD's ablation rows, on AV-Digits at IPC 1 and 10.
 
 Every (cell, seed) distils one synthetic set and evaluates it with the AVDD protocol
-(`--eval-runs` fresh networks); its result is cached as JSON under `--out`, so a rerun (or a
+(`--eval-runs` fresh networks) in a forked child process, whose peak RSS (distillation and
+evaluation together) is recorded; its result is cached as JSON under `--out`, so a rerun (or a
 second worker: `--worker 1/2`) continues where the last stopped. `--report` prints the Markdown
 tables of docs/METHODS.md from the cache: mean ± std over all seeds x evaluation runs, plus the
 mean wall time to distil one synthetic set.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -72,19 +75,30 @@ def job_key(ipc: int, method: str, options: dict, seed: int) -> str:
 
 
 def run_job(data, ipc, method, options, seed, args, out: Path) -> dict:
+    """Distil and evaluate one cell in a forked child, so the recorded peak RSS is this job's process alone."""
     key = job_key(ipc, method, options, seed)
     path = out / f"{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    if not path.exists():
+        child = multiprocessing.get_context("fork").Process(target=_job, args=(data, ipc, method, options, seed,
+                                                                              args, out, path))
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise SystemExit(f"{key}: job failed (exit code {child.exitcode})")
+    return json.loads(path.read_text())
+
+
+def _job(data, ipc, method, options, seed, args, out: Path, path: Path) -> None:
+    key = job_key(ipc, method, options, seed)
     opts = method_options(method, options, args)
     syn = avdistill.distill(data, method, ipc=ipc, seed=seed, out=out / key, progress=args.progress, **opts)
     result = evaluate(syn, data, runs=args.eval_runs, seed=seed, progress=args.progress)
     record = {"method": method, "ipc": ipc, "seed": seed, "options": opts, "factor": syn.factor,
               "accuracies": result.accuracies, "distill_seconds": syn.meta["wall_seconds"],
+              "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
               "eval_config": result.config, "versions": versions()}
     write_json(path, record)
     print(f"{key}: {result} in {syn.meta['wall_seconds']:.0f} s", flush=True)
-    return record
 
 
 def precompute_features(data, args, out: Path) -> None:
@@ -109,15 +123,17 @@ def report(args, out: Path) -> str:
                         if (p := out / f"{job_key(ipc, method, options, seed)}.json").exists()]
                 accs = [a for r in recs for a in r["accuracies"]]
                 if not accs:
-                    cells += ["–", "–"]
+                    cells += ["–", "–", "–"]
                     continue
                 std = statistics.pstdev(accs) if len(accs) > 1 else 0.0
                 cells.append(f"{100 * statistics.fmean(accs):.2f} ± {100 * std:.2f} ({len(recs)}×{len(accs) // len(recs)})")
                 cells.append(f"{statistics.fmean(r['distill_seconds'] for r in recs):.1f}")
+                peaks = [r["peak_rss_mib"] for r in recs if "peak_rss_mib" in r]
+                cells.append(f"{max(peaks)}" if peaks else "–")
             table.append(cells)
         headers = ["method" if title == "comparison" else "AVDD ablation row"]
         for ipc in args.ipcs:
-            headers += [f"IPC {ipc} acc % (sets×runs)", f"IPC {ipc} s/set"]
+            headers += [f"IPC {ipc} acc % (sets×runs)", f"IPC {ipc} s/set", f"IPC {ipc} peak MiB"]
         lines += [f"### {title}", "", tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
     features = sorted(out.glob("features/seed*.json"))
     if features:
