@@ -14,6 +14,7 @@ mean wall time to distil one synthetic set.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import resource
@@ -27,6 +28,7 @@ from tabulate import tabulate
 import avdistill
 from avdistill.evaluation import evaluate
 from avdistill.io import versions, write_json
+from avdistill.methods import get_method
 from avdistill.methods.features import train_features
 
 NO_CROSS = {"lam_jm": 0.0, "lam_mgm": 0.0}
@@ -36,6 +38,7 @@ COMPARISON = {
     "K-Center (av)": ("kcenter", {}),
     "DM": ("dm", {}),
     "AVDD": ("avdd", {}),
+    "MTT": ("mtt", {}),
 }
 ABLATION = {
     "random init": ("avdd", {"init": "real", "factor": 1, **NO_CROSS}),
@@ -48,13 +51,15 @@ ABLATION = {
 
 
 def method_options(method: str, options: dict, args) -> dict:
-    """The benchmark's reduced budget for the optimising methods; coresets take no budget."""
-    if method == "random":
-        return dict(options)
-    if method in ("herding", "kcenter"):
-        return {"feature_epochs": args.feature_epochs, **options}
-    return {"iterations": args.iterations, "real_per_class": args.real_per_class,
-            "herding_epochs": args.feature_epochs, "checkpoint_every": 25, **options}
+    """The benchmark's reduced budget, restricted to the options `method`'s config has (coresets take none).
+
+    Methods with an expert cache (MTT) keep it under `--out`, so every job of the benchmark shares one bank.
+    """
+    budget = {"feature_epochs": args.feature_epochs, "iterations": args.iterations,
+              "real_per_class": args.real_per_class, "herding_epochs": args.feature_epochs, "checkpoint_every": 25,
+              "expert_dir": str(Path(args.out) / "mtt-experts")}
+    names = {f.name for f in dataclasses.fields(get_method(method).config_class)}
+    return {**{k: v for k, v in budget.items() if k in names}, **options}
 
 
 def jobs(args) -> dict[str, tuple[int, str, dict, int]]:

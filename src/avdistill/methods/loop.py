@@ -2,7 +2,9 @@
 a progress bar, a JSONL log of every loss term, and checkpoints that resume exactly.
 
 A method supplies ``loss_terms(iteration, audio, frames) -> {name: scalar tensor}`` with a
-``"total"`` entry. Because all per-iteration randomness is derived from (seed, iteration), a
+``"total"`` entry, and may hand the loop further learnable tensors of its own (``extra``, e.g.
+MTT's step size), each with its own learning rate: the same optimiser updates them in place, and
+the checkpoints store and restore them (and their momentum) exactly like the audio and frames. Because all per-iteration randomness is derived from (seed, iteration), a
 run resumed from a checkpoint continues exactly as if it had never stopped.
 """
 
@@ -28,17 +30,29 @@ LossTerms = Callable[[int, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: LossTerms, *, iterations: int,
                        lr_audio: float, lr_frames: float, momentum: float, fingerprint: str,
                        workdir: Path | None = None, checkpoint_every: int = 50, progress: bool = True,
-                       desc: str = "distill") -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimise the method's loss over the synthetic audio and frames; return the final tensors."""
+                       desc: str = "distill", extra: dict[str, tuple[torch.Tensor, float]] | None = None,
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimise the method's loss over the synthetic audio and frames; return the final tensors.
+
+    `extra` maps a name to (leaf tensor, learning rate): tensors the method's loss reads (through
+    its closure) and the loop optimises in place alongside the synthetic set.
+    """
     audio = audio.detach().clone().requires_grad_(True)
     frames = frames.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.SGD([{"params": [audio], "lr": lr_audio}, {"params": [frames], "lr": lr_frames}],
+    extra = extra or {}
+    for name, (tensor, _) in extra.items():
+        if not tensor.is_leaf:
+            raise ConfigError(f"extra learnable tensor {name!r} must be a leaf tensor")
+        tensor.requires_grad_(True)
+    optimizer = torch.optim.SGD([{"params": [audio], "lr": lr_audio}, {"params": [frames], "lr": lr_frames},
+                                 *({"params": [tensor], "lr": lr} for tensor, lr in extra.values())],
                                 momentum=momentum)
+    learnable = {"audio": audio, "frames": frames, **{f"extra.{name}": t for name, (t, _) in extra.items()}}
     start = 0
     log_path = workdir / LOSS_LOG if workdir else None
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
-        start = _resume(workdir, fingerprint, audio, frames, optimizer)
+        start = _resume(workdir, fingerprint, learnable, optimizer)
         _truncate_log(log_path, start)
     log = open(log_path, "a") if log_path else None
     try:
@@ -56,7 +70,7 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
             done = iteration + 1
             if workdir is not None and (done % checkpoint_every == 0) and done < iterations:
                 log.flush()
-                _save_checkpoint(workdir, fingerprint, done, audio, frames, optimizer)
+                _save_checkpoint(workdir, fingerprint, done, learnable, optimizer)
     finally:
         if log:
             log.close()
@@ -69,9 +83,10 @@ def finish(workdir: Path | None) -> None:
         (workdir / CHECKPOINT).unlink(missing_ok=True)
 
 
-def _save_checkpoint(workdir: Path, fingerprint: str, done: int, audio, frames, optimizer) -> None:
-    tensors = {"audio": audio.detach().cpu(), "frames": frames.detach().cpu()}
-    for name, param in (("audio", audio), ("frames", frames)):
+def _save_checkpoint(workdir: Path, fingerprint: str, done: int, learnable: dict[str, torch.Tensor],
+                     optimizer) -> None:
+    tensors = {name: param.detach().cpu() for name, param in learnable.items()}
+    for name, param in learnable.items():
         buffer = optimizer.state.get(param, {}).get("momentum_buffer")
         if buffer is not None:
             tensors[f"momentum.{name}"] = buffer.cpu()
@@ -79,7 +94,7 @@ def _save_checkpoint(workdir: Path, fingerprint: str, done: int, audio, frames, 
         save_file(tensors, str(tmp), metadata={"fingerprint": fingerprint, "iterations_done": str(done)})
 
 
-def _resume(workdir: Path, fingerprint: str, audio, frames, optimizer) -> int:
+def _resume(workdir: Path, fingerprint: str, learnable: dict[str, torch.Tensor], optimizer) -> int:
     path = workdir / CHECKPOINT
     if not path.exists():
         return 0
@@ -92,9 +107,9 @@ def _resume(workdir: Path, fingerprint: str, audio, frames, optimizer) -> int:
                           "or delete the checkpoint to start over")
     tensors = load_file(str(path))
     with torch.no_grad():
-        audio.copy_(tensors["audio"])
-        frames.copy_(tensors["frames"])
-    for name, param in (("audio", audio), ("frames", frames)):
+        for name, param in learnable.items():
+            param.copy_(tensors[name])
+    for name, param in learnable.items():
         if f"momentum.{name}" in tensors:
             optimizer.state[param]["momentum_buffer"] = tensors[f"momentum.{name}"].to(param.device)
     return int(meta["iterations_done"])
