@@ -129,3 +129,14 @@ def test_bad_options_are_config_errors(tiny_dataset_file, tmp_path, options, wor
     with pytest.raises(ConfigError, match=words):
         avdistill.distill(tiny_dataset_file, "mtt", ipc=1, progress=False, iterations=1,
                           expert_dir=str(tmp_path), **{**TINY, **options})
+
+
+def test_cli_lists_the_mtt_options(capsys):
+    from avdistill.cli import main
+
+    assert main(["distill", "--method", "mtt", "--help"]) == 0
+    text = capsys.readouterr().out
+    for name in ("--syn-steps", "--expert-epochs", "--max-start-epoch", "--lr-lr", "--syn-lr-init", "--num-experts",
+                 "--expert-train-epochs", "--batch-syn", "--expert-dir", "--lr-audio", "--lr-frames"):
+        assert name in text
+    assert "--real-per-class" not in text
