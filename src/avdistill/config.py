@@ -74,7 +74,32 @@ def build_config(config_class: type, overrides: dict):
         raise ConfigError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
     config = config_class(**overrides)
     for f in dataclasses.fields(config_class):
-        value = getattr(config, f.name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-            raise ConfigError(f"--{f.name.replace('_', '-')} must not be negative, got {value}")
+        check_value(f, getattr(config, f.name))
     return config
+
+
+def check_value(f: dataclasses.Field, value) -> None:
+    """A ConfigError naming the option unless `value` is allowed for field `f`.
+
+    Every number must be finite and not negative; a field may narrow that with the metadata
+    ``minimum`` (inclusive), ``above`` (exclusive lower bound), ``maximum``, ``below`` (exclusive
+    upper bound), ``choices``, and ``check`` (a function that raises ConfigError on a bad value;
+    see :func:`avdistill.methods.base.option`). Checked when the config is built, so a typo fails
+    before any work starts or any file is written.
+    """
+    name = f"--{f.name.replace('_', '-')}"
+    meta = f.metadata
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{name} must be a finite number, got {value}")
+        bounds = [("minimum", lambda v, b: v >= b, ">="), ("above", lambda v, b: v > b, ">"),
+                  ("maximum", lambda v, b: v <= b, "<="), ("below", lambda v, b: v < b, "<")]
+        if value < 0 and "minimum" not in meta and "above" not in meta:
+            raise ConfigError(f"{name} must not be negative, got {value}")
+        for key, ok, sign in bounds:
+            if key in meta and not ok(value, meta[key]):
+                raise ConfigError(f"{name} must be {sign} {meta[key]}, got {value}")
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
+    if "check" in meta:
+        meta["check"](value)

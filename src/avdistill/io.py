@@ -10,6 +10,8 @@ import platform
 import tempfile
 from pathlib import Path
 
+from avdistill.errors import ConfigError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
@@ -29,6 +31,24 @@ def atomic_path(path: str | os.PathLike):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_output_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """`path` as an output folder: a ConfigError before any work if something other than a folder is there."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path} exists and is not a folder")
+    return path
+
+
+def check_output_file(path: str | os.PathLike, option: str = "--out") -> Path:
+    """`path` as an output file: a ConfigError before any work if a folder is in its place."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder; give a file path")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ConfigError(f"{option} {path}: {path.parent} is not a folder")
+    return path
 
 
 def _umask() -> int:

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from avdistill.errors import ConfigError
+from avdistill.errors import ConfigError, DataError
 from avdistill.io import atomic_path
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -47,6 +47,9 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
         for iteration in bar:
             optimizer.zero_grad(set_to_none=True)
             terms = loss_terms(iteration, audio, frames)
+            if not torch.isfinite(terms["total"].detach()):
+                raise ConfigError(f"{desc}: the loss became {float(terms['total'].detach())} at iteration "
+                                  f"{iteration} (the optimisation diverged); lower the learning rates")
             terms["total"].backward()
             optimizer.step()
             values = {k: float(v.detach()) for k, v in terms.items()}
@@ -83,21 +86,27 @@ def _resume(workdir: Path, fingerprint: str, audio, frames, optimizer) -> int:
     path = workdir / CHECKPOINT
     if not path.exists():
         return 0
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+        done = int(meta["iterations_done"])
+        if tensors["audio"].shape != audio.shape or tensors["frames"].shape != frames.shape:
+            raise ValueError("tensor shapes differ from this run's")
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        raise DataError(path, f"damaged checkpoint ({exc}); delete it to start over") from None
     if meta.get("fingerprint") != fingerprint:
         raise ConfigError(f"{path} was written by a run with other settings; use another output folder "
                           "or delete the checkpoint to start over")
-    tensors = load_file(str(path))
     with torch.no_grad():
         audio.copy_(tensors["audio"])
         frames.copy_(tensors["frames"])
     for name, param in (("audio", audio), ("frames", frames)):
         if f"momentum.{name}" in tensors:
             optimizer.state[param]["momentum_buffer"] = tensors[f"momentum.{name}"].to(param.device)
-    return int(meta["iterations_done"])
+    return done
 
 
 def _truncate_log(log_path: Path, keep: int) -> None:
