@@ -72,10 +72,24 @@ def build_config(config_class: type, overrides: dict):
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+    hints = typing.get_type_hints(config_class)
+    for name, value in overrides.items():
+        _check_type(name, value, hints[name])
     config = config_class(**overrides)
     for f in dataclasses.fields(config_class):
         check_value(f, getattr(config, f.name))
     return config
+
+
+def _check_type(name: str, value, kind) -> None:
+    """Options given through the Python API get the type checks the command line's parsing gives."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = {int: isinstance(value, int) and not isinstance(value, bool), float: number, str: isinstance(value, str),
+          bool: isinstance(value, bool)}.get(kind)
+    if typing.get_origin(kind) is tuple:
+        ok = isinstance(value, (tuple, list)) and all(isinstance(x, int) and not isinstance(x, bool) for x in value)
+    if ok is False:
+        raise ConfigError(f"--{name.replace('_', '-')} must be {getattr(kind, '__name__', 'a list')}, got {value!r}")
 
 
 def check_value(f: dataclasses.Field, value) -> None:

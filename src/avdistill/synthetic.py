@@ -113,6 +113,10 @@ def load_synthetic(path: str | os.PathLike, verify: bool = True) -> SyntheticSet
         preprocessing = Preprocessing.from_dict(header["preprocessing"])
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(path, f"malformed header: bad preprocessing ({type(exc).__name__}: {exc})") from None
+    if tuple(audio.shape[1:]) != preprocessing.audio_shape or tuple(frames.shape[1:]) != preprocessing.frame_shape:
+        raise DataError(path, f"samples of shape audio {tuple(audio.shape[1:])}, frames {tuple(frames.shape[1:])} do "
+                              f"not match the recorded preprocessing ({preprocessing.audio_shape}, "
+                              f"{preprocessing.frame_shape})")
     meta = header.get("meta", {})
     return SyntheticSet(audio=audio, frames=frames, labels=labels, classes=classes, preprocessing=preprocessing,
                         meta=meta if isinstance(meta, dict) else {}, path=str(path), factor=factor)

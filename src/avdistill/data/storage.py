@@ -161,8 +161,8 @@ def load_tensors(path: str | os.PathLike, names: tuple[str, ...], mmap: bool = F
     from safetensors import safe_open
 
     try:
-        with safe_open(str(path), framework="pt") as f:
-            return {n: f.get_tensor(n) for n in names}
+        with safe_open(str(path), framework="pt") as f:  # clone: safetensors' tensors share the file's
+            return {n: f.get_tensor(n).clone() for n in names}  # mapping; one rewritten in place would change them
     except (SafetensorError, OSError) as exc:
         raise DataError(path, f"corrupt safetensors file: {exc}") from None
 
