@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
@@ -176,12 +176,12 @@ def _mutate(data, tensors: dict, keys: list[str], num_classes: int, extra: tuple
     if key not in tensors:
         return "nothing"
     t = tensors[key]
-    if kind == "dtype":
+    if kind == "dtype" and isinstance(t, torch.Tensor):
         tensors[key] = t.to(data.draw(st.sampled_from(DTYPES)))
     elif kind == "shape" and isinstance(t, torch.Tensor):
         op = data.draw(st.sampled_from(("flatten", "unsqueeze", "first", "channels")))
         tensors[key] = {"flatten": lambda: t.reshape(-1), "unsqueeze": lambda: t.unsqueeze(0),
-                        "first": lambda: t[0] if t.dim() else t,
+                        "first": lambda: t[0] if t.dim() and len(t) else t,
                         "channels": lambda: t.repeat_interleave(2, dim=1) if t.dim() > 1 else t}[op]().contiguous()
     elif kind == "count" and isinstance(t, torch.Tensor) and t.dim():
         tensors[key] = t[: data.draw(st.integers(0, max(len(t) - 1, 0)))].contiguous()
@@ -190,10 +190,10 @@ def _mutate(data, tensors: dict, keys: list[str], num_classes: int, extra: tuple
         flat[data.draw(st.integers(0, flat.numel() - 1))] = float(kind)
         tensors[key] = flat.reshape(t.shape)
     elif kind == "label":
-        label_key = next(k for k in keys if "label" in k)
-        if label_key in tensors and tensors[label_key].numel():
-            labels = tensors[label_key].clone()
-            labels[data.draw(st.integers(0, labels.numel() - 1))] = data.draw(
+        label_key = next((k for k in keys if "label" in k), None)
+        if isinstance(tensors.get(label_key), torch.Tensor) and tensors[label_key].numel():
+            labels = tensors[label_key].long()  # out-of-range labels need a dtype that holds them
+            labels.view(-1)[data.draw(st.integers(0, labels.numel() - 1))] = data.draw(
                 st.sampled_from([-1, num_classes, 10 ** 6, -(10 ** 6)]))
             tensors[label_key] = labels
     elif kind == "drop":
@@ -231,15 +231,17 @@ def _avdd_dict(num_classes: int = 2, per_class: int = 2) -> dict:
 def test_fuzzed_avdd_pt_files_load_usable_data_or_fail_clearly(tmp_path_factory, data):
     obj = _avdd_dict()
     faults = [_mutate(data, obj, list(obj), 2, extra=("not_tensor",))
-              for _ in range(data.draw(st.integers(1, 3), label="faults"))]
+              for _ in range(data.draw(st.integers(0, 3), label="faults"))]
     path = tmp_path_factory.mktemp("pt") / "fuzz.pt"
     torch.save(obj, path)
     try:
         dataset = load_avdd(path)
     except AVDistillError as exc:
         assert str(path) in str(exc), faults
+        event("refused")
     else:
         _check_usable(dataset)
+        event("loaded")
 
 
 def _raw_file(path: Path, tensors: dict, header: dict) -> Path:
@@ -254,10 +256,10 @@ def test_fuzzed_prepared_datasets_load_usable_data_or_fail_clearly(tmp_path_fact
     dataset = make_dataset(num_classes=2, train_per_class=2, test_per_class=2)
     tensors = {f"{s}.{k}": getattr(getattr(dataset, s), k) for s in ("train", "test")
                for k in ("audio", "frames", "labels")}
-    faults = [_mutate(data, tensors, list(tensors), 2) for _ in range(data.draw(st.integers(1, 3), label="faults"))]
+    faults = [_mutate(data, tensors, list(tensors), 2) for _ in range(data.draw(st.integers(0, 3), label="faults"))]
     header = {"format": "avdistill.dataset/1", "name": "fuzz", "classes": ["a", "b"],
               "preprocessing": dataset.preprocessing.to_dict(), "info": {}}
-    damage = data.draw(st.sampled_from(("none", "classes", "preprocessing", "format")), label="header")
+    damage = data.draw(st.sampled_from(("none", "none", "none", "classes", "preprocessing", "format")), label="header")
     if damage == "classes":
         header["classes"] = data.draw(st.sampled_from([None, "ab", 3, ["a"], []]))
     elif damage == "preprocessing":
@@ -270,8 +272,10 @@ def test_fuzzed_prepared_datasets_load_usable_data_or_fail_clearly(tmp_path_fact
             loaded = load_prepared(path, mmap=mmap)
         except AVDistillError as exc:
             assert str(path) in str(exc), (faults, damage)
+            event("refused")
         else:
             _check_usable(loaded)
+            event("loaded")
 
 
 @FUZZ
@@ -281,7 +285,7 @@ def test_fuzzed_synthetic_sets_load_usable_sets_or_fail_clearly(tmp_path_factory
     g = torch.Generator().manual_seed(0)
     tensors = {"audio": torch.randn(4, 1, 16, 21, generator=g), "frames": torch.randn(4, 1, 16, 16, generator=g),
                "labels": torch.tensor([0, 0, 1, 1])}
-    faults = [_mutate(data, tensors, list(tensors), 2) for _ in range(data.draw(st.integers(1, 3), label="faults"))]
+    faults = [_mutate(data, tensors, list(tensors), 2) for _ in range(data.draw(st.integers(0, 3), label="faults"))]
     header = {"format": "avdistill.synthetic/1", "classes": ["a", "b"], "preprocessing": prep.to_dict(),
               "factor": data.draw(st.sampled_from([1, 1, 2, 0, -1, 99, 1.5, "2", None]), label="factor"), "meta": {}}
     if data.draw(st.booleans(), label="bad classes"):
@@ -291,7 +295,9 @@ def test_fuzzed_synthetic_sets_load_usable_sets_or_fail_clearly(tmp_path_factory
         syn = load_synthetic(path)
     except AVDistillError as exc:
         assert str(path) in str(exc), faults
+        event("refused")
     else:
+        event("loaded")
         audio, frames, labels = syn.training_pairs()
         assert len(audio) == len(frames) == len(labels) and torch.isfinite(audio).all()
         assert 0 <= int(labels.min()) and int(labels.max()) < len(syn.classes)
@@ -299,11 +305,13 @@ def test_fuzzed_synthetic_sets_load_usable_sets_or_fail_clearly(tmp_path_factory
 
 @FUZZ
 @given(text=st.lists(st.sampled_from(list("ab,&01.9-\n \tx\"'{}") + ["inf", "nan", "1e30", "1e9", "test", "train",
-                                                                      "\xff", "category"]),
+                                                                      "\xff", "category", "\na,0,dog\n",
+                                                                      "\ndog&a&good&0&2\n"]),
                      max_size=80).map("".join))
 def test_fuzzed_csv_and_ave_listings_give_clips_skips_or_a_clear_error(tmp_path_factory, text):
     folder = tmp_path_factory.mktemp("listing")
-    (folder / "a_000000.mp4").write_bytes(b"")  # a listed file that exists (decoding is tested elsewhere)
+    for name in ("a_000000.mp4", "a.mp4"):  # listed files that exist (decoding is tested elsewhere)
+        (folder / name).write_bytes(b"")
     path = folder / "list.txt"
     path.write_text(text)
     for read in (lambda: csv_clips(path), lambda: ave_clips([path], folder)):
@@ -311,7 +319,9 @@ def test_fuzzed_csv_and_ave_listings_give_clips_skips_or_a_clear_error(tmp_path_
             clips, skips, _ = read()
         except AVDistillError as exc:
             assert str(path) in str(exc) or "--video-pattern" in str(exc)
+            event("refused")
         else:
+            event("clips" if clips else "only skips")
             assert all(clip.path.is_file() and clip.offsets for clip in clips)
             assert all(skip.reason for skip in skips)
 
@@ -353,7 +363,9 @@ def test_fuzzed_option_values_are_valid_or_a_config_error_naming_the_option(conf
         config = build_config(config_class, {name: value})
     except ConfigError as exc:
         assert f"--{name.replace('_', '-')}" in str(exc) or repr(value) in str(exc) or "DSA" in str(exc)
+        event("refused")
     else:
+        event("accepted")
         kept = getattr(config, name)
         if isinstance(kept, float):
             assert math.isfinite(kept)
@@ -377,6 +389,7 @@ CLI_FAULTS = [  # (arguments after `distill --data D --out O`, words the error m
     (["--init", "zeros"], "--init must be one of"),
     (["--augment", "crop_blur"], "unknown DSA op 'blur'"),
     (["--bogus", "1"], "unrecognized arguments: --bogus"),
+    (["--device", "gpu"], "--device: not a torch device: 'gpu'"),
     (["--method", "herding", "--space", "text"], "--space must be one of"),
 ]
 
@@ -509,12 +522,25 @@ def test_a_diverging_run_writes_no_synthetic_set(tiny_dataset_file, tmp_path):
     assert _files_under(tmp_path / "out") == []
 
 
-def test_damaged_checkpoint_is_a_clear_error(tiny_dataset_file, tmp_path):
+def test_damaged_checkpoint_is_a_clear_error(tiny_dataset_file, tmp_path, monkeypatch):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "checkpoint.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    checkpoint = out / "checkpoint.safetensors"
+    checkpoint.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    options = {"ipc": 1, "out": out, "progress": False, "iterations": 4, "real_per_class": 2, "checkpoint_every": 2}
     with pytest.raises(DataError, match="damaged checkpoint"):
-        avdistill.distill(tiny_dataset_file, "dm", ipc=1, out=out, progress=False, iterations=2, real_per_class=2)
+        avdistill.distill(tiny_dataset_file, "dm", **options)
+    checkpoint.unlink()
+    monkeypatch.setattr(avdistill.methods, "finish", lambda workdir: None)  # keep the checkpoint
+    avdistill.distill(tiny_dataset_file, "dm", **options)
+    blob = bytearray(checkpoint.read_bytes())
+    blob[-2] ^= 0x01  # one bit of the stored tensors
+    checkpoint.write_bytes(bytes(blob))
+    (out / "synthetic.safetensors").unlink()
+    with pytest.raises(DataError, match="checkpoint.safetensors: checksum mismatch in tensor"):
+        avdistill.distill(tiny_dataset_file, "dm", **options)
+    with pytest.raises(ConfigError, match="ipc must be a whole number, got '1'"):
+        avdistill.distill(tiny_dataset_file, "dm", **{**options, "ipc": "1"})
 
 
 def test_damaged_bench_cache_entries_are_recomputed(tiny_dataset_file, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from avdistill.cli.common import DATA_HELP, add_verify_option
+from avdistill.cli.common import DATA_HELP, add_verify_option, device_option
 from avdistill.config import (add_config_options, build_config, config_overrides, parse_assignment, parse_ints,
                               split_names)
 from avdistill.errors import ConfigError
@@ -29,7 +29,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="a method option, e.g. --set dm.iterations=100 (repeatable)")
     p.add_argument("--out", required=True, help="output folder (reused: finished cells are skipped)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--device", default="cpu", type=device_option, help="torch device (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_verify_option(p)
     add_config_options(p, EvalConfig, "evaluation protocol", skip=("head",))

@@ -74,7 +74,7 @@ def tensor_digests(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
 def verify_digests(path: str | os.PathLike, digests, chunk: int = 8 << 20) -> None:
     """DataError(path, 'checksum mismatch ...') unless every tensor's bytes in the file hash to `digests`."""
     path = Path(path)
-    table, _ = read_header(path)
+    table, _ = read_table(path)
     if not isinstance(digests, dict) or set(digests) != set(table):
         raise DataError(path, f"checksum table does not match the tensors ({', '.join(sorted(table))})")
     with open(path, "rb") as f:
@@ -109,6 +109,17 @@ def content_checksum(path: str | os.PathLike, header: dict) -> str:
 def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
     """(tensor table, avdistill metadata) of a safetensors file, without reading the data."""
     path = Path(path)
+    table, meta = read_table(path)
+    try:
+        header = json.loads(meta["avdistill"])
+    except (KeyError, TypeError, json.JSONDecodeError):
+        raise DataError(path, "safetensors file without avdistill metadata (not written by avdistill?)") from None
+    return table, header
+
+
+def read_table(path: str | os.PathLike) -> tuple[dict, dict]:
+    """(tensor table, raw ``__metadata__``) of any safetensors file, each entry checked for well-formedness."""
+    path = Path(path)
     try:
         with open(path, "rb") as f:
             size = int.from_bytes(f.read(8), "little")
@@ -123,11 +134,7 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
     for name, entry in table.items():
         if not _well_formed(entry):
             raise DataError(path, f"damaged safetensors header: bad entry for tensor {name!r}")
-    try:
-        header = json.loads(meta["avdistill"])
-    except (KeyError, TypeError, json.JSONDecodeError):
-        raise DataError(path, "safetensors file without avdistill metadata (not written by avdistill?)") from None
-    return table, header
+    return table, meta if isinstance(meta, dict) else {}
 
 
 def _well_formed(entry) -> bool:

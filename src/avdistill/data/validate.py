@@ -60,6 +60,8 @@ def pixels_to_uint8(frames: torch.Tensor, path, name: str) -> torch.Tensor:
     if not frames.dtype.is_floating_point and frames.dtype not in (torch.int16, torch.int32, torch.int64):
         raise DataError(path, f"{name} frames have dtype {frames.dtype}, expected 0..255 pixels")
     f = frames.float()
+    if not f.numel():
+        return f.to(torch.uint8)  # no pixels to check; check_split reports the empty split
     if not torch.isfinite(f).all():
         raise DataError(path, f"{name} frames hold NaN or Inf values")
     low, high = float(f.min()), float(f.max())

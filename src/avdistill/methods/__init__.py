@@ -26,6 +26,8 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
     With `out` (a folder), the run checkpoints there, logs every loss term to ``losses.jsonl``,
     resumes if interrupted, and writes ``synthetic.safetensors`` + ``synthetic.json``.
     """
+    if not isinstance(ipc, int) or isinstance(ipc, bool):
+        raise ConfigError(f"ipc must be a whole number, got {ipc!r}")
     if ipc < 1:
         raise ConfigError(f"ipc must be >= 1, got {ipc}")
     spec = get_method(method)

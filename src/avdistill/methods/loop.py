@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from avdistill.data.storage import tensor_digests, verify_digests
 from avdistill.errors import ConfigError, DataError
 from avdistill.io import atomic_path
 
@@ -79,7 +80,8 @@ def _save_checkpoint(workdir: Path, fingerprint: str, done: int, audio, frames, 
         if buffer is not None:
             tensors[f"momentum.{name}"] = buffer.cpu()
     with atomic_path(workdir / CHECKPOINT) as tmp:
-        save_file(tensors, str(tmp), metadata={"fingerprint": fingerprint, "iterations_done": str(done)})
+        save_file(tensors, str(tmp), metadata={"fingerprint": fingerprint, "iterations_done": str(done),
+                                               "sha256": json.dumps(tensor_digests(tensors))})
 
 
 def _resume(workdir: Path, fingerprint: str, audio, frames, optimizer) -> int:
@@ -91,11 +93,13 @@ def _resume(workdir: Path, fingerprint: str, audio, frames, optimizer) -> int:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
+        if "sha256" in meta:  # a bit flipped on disk must not silently change the resumed run
+            verify_digests(path, json.loads(meta["sha256"]))
         tensors = load_file(str(path))
         done = int(meta["iterations_done"])
         if tensors["audio"].shape != audio.shape or tensors["frames"].shape != frames.shape:
             raise ValueError("tensor shapes differ from this run's")
-    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         raise DataError(path, f"damaged checkpoint ({exc}); delete it to start over") from None
     if meta.get("fingerprint") != fingerprint:
         raise ConfigError(f"{path} was written by a run with other settings; use another output folder "
