@@ -259,8 +259,11 @@ def test_fuzzed_prepared_datasets_load_usable_data_or_fail_clearly(tmp_path_fact
     faults = [_mutate(data, tensors, list(tensors), 2) for _ in range(data.draw(st.integers(0, 3), label="faults"))]
     header = {"format": "avdistill.dataset/1", "name": "fuzz", "classes": ["a", "b"],
               "preprocessing": dataset.preprocessing.to_dict(), "info": {}}
-    damage = data.draw(st.sampled_from(("none", "none", "none", "classes", "preprocessing", "format")), label="header")
-    if damage == "classes":
+    damage = data.draw(st.sampled_from(("none", "none", "none", "classes", "preprocessing", "format", "whole")),
+                       label="header")
+    if damage == "whole":
+        header = data.draw(st.sampled_from([[], "text", 3, None]))
+    elif damage == "classes":
         header["classes"] = data.draw(st.sampled_from([None, "ab", 3, ["a"], []]))
     elif damage == "preprocessing":
         header["preprocessing"] = data.draw(st.sampled_from([None, {}, {"mel": 1}, "x"]))

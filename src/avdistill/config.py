@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import operator
 import typing
 
 from avdistill.errors import ConfigError
@@ -92,6 +94,10 @@ def _check_type(name: str, value, kind) -> None:
         raise ConfigError(f"--{name.replace('_', '-')} must be {getattr(kind, '__name__', 'a list')}, got {value!r}")
 
 
+_BOUNDS = (("minimum", operator.ge, ">="), ("above", operator.gt, ">"), ("maximum", operator.le, "<="),
+           ("below", operator.lt, "<"))
+
+
 def check_value(f: dataclasses.Field, value) -> None:
     """A ConfigError naming the option unless `value` is allowed for field `f`.
 
@@ -104,13 +110,11 @@ def check_value(f: dataclasses.Field, value) -> None:
     name = f"--{f.name.replace('_', '-')}"
     meta = f.metadata
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise ConfigError(f"{name} must be a finite number, got {value}")
-        bounds = [("minimum", lambda v, b: v >= b, ">="), ("above", lambda v, b: v > b, ">"),
-                  ("maximum", lambda v, b: v <= b, "<="), ("below", lambda v, b: v < b, "<")]
         if value < 0 and "minimum" not in meta and "above" not in meta:
             raise ConfigError(f"{name} must not be negative, got {value}")
-        for key, ok, sign in bounds:
+        for key, ok, sign in _BOUNDS:
             if key in meta and not ok(value, meta[key]):
                 raise ConfigError(f"{name} must be {sign} {meta[key]}, got {value}")
     if "choices" in meta and value not in meta["choices"]:

@@ -9,7 +9,7 @@ info (source, licence, manifest).
 Checksums: the metadata's ``sha256`` maps every tensor name to the sha256 of its bytes as stored
 (:func:`tensor_digests`); loading re-hashes each tensor's bytes in the file and refuses a
 mismatch (:func:`verify_digests`), so a flipped bit is a DataError, not a silently different
-dataset. That costs one read of the file (sha256 runs at several hundred MB/s; see
+dataset. That costs one read of the file (about 200 MB/s on a loaded 2-core machine; see
 docs/RELIABILITY.md); ``verify=False`` skips it, e.g. for a large memory-mapped dataset already
 checked once. Files written before checksums existed (no ``sha256`` entry) load as before,
 checked for structure only.
@@ -20,9 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
-
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -114,6 +113,8 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
         header = json.loads(meta["avdistill"])
     except (KeyError, TypeError, json.JSONDecodeError):
         raise DataError(path, "safetensors file without avdistill metadata (not written by avdistill?)") from None
+    if not isinstance(header, dict):
+        raise DataError(path, f"malformed avdistill metadata: a JSON {type(header).__name__}, expected an object")
     return table, header
 
 
