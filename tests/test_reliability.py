@@ -488,6 +488,12 @@ def test_a_flipped_byte_in_tensor_data_is_a_checksum_mismatch(tiny_dataset_file,
             loaders[kind](damaged, True)
         assert str(damaged) in str(err.value)
         loaders[kind](damaged, False)  # verify=False trusts the file (a bit flip in data still loads)
+        labels = "train.labels" if kind == "dataset" else "labels"
+        blob = bytearray(path.read_bytes())
+        blob[_data_start(path) + table[labels]["data_offsets"][0] + 3] ^= 0x01  # label 0 becomes 2**24
+        damaged.write_bytes(bytes(blob))
+        with pytest.raises(DataError, match="labels range over 0..16777216"):  # still no crash without checksums
+            loaders[kind](damaged, False)
 
 
 def test_files_without_checksums_still_load(tmp_path):

@@ -197,8 +197,9 @@ def _memmap(path: Path, table: dict, name: str) -> torch.Tensor:
 def load_prepared(path: str | os.PathLike, mmap: bool = False, verify: bool = True) -> AVDataset:
     """Load a prepared dataset file. With `mmap`, tensors stay on disk until touched.
 
-    `verify` checks the tensors' checksums (if the file records them) and their shapes, dtypes
-    and values: one pass over the data. Without it only the header is checked.
+    `verify` checks the tensors' checksums (if the file records them) and scans the audio for
+    NaN/Inf: one pass over the data. Shapes, dtypes, lengths and label ranges are checked
+    either way (they cost no pass over the data).
     """
     path = Path(path)
     header = read_avdistill_header(path, FORMAT, "an avdistill dataset")
@@ -212,10 +213,9 @@ def load_prepared(path: str | os.PathLike, mmap: bool = False, verify: bool = Tr
         prep = Preprocessing.from_dict(header["preprocessing"])
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(path, f"malformed avdistill metadata: {exc}") from None
-    if verify:
-        for s in _SPLITS:
-            check_split(splits[s], path, s, num_classes=len(classes))
-        check_same_layout(splits["train"], splits["test"], path)
+    for s in _SPLITS:
+        check_split(splits[s], path, s, num_classes=len(classes), scan_audio=verify)
+    check_same_layout(splits["train"], splits["test"], path)
     return AVDataset(
         name=header.get("name", path.stem),
         classes=classes,
