@@ -97,13 +97,13 @@ def _resume(workdir: Path, fingerprint: str, audio, frames, optimizer) -> int:
             verify_digests(path, json.loads(meta["sha256"]))
         tensors = load_file(str(path))
         done = int(meta["iterations_done"])
-        if tensors["audio"].shape != audio.shape or tensors["frames"].shape != frames.shape:
-            raise ValueError("tensor shapes differ from this run's")
     except (SafetensorError, OSError, KeyError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         raise DataError(path, f"damaged checkpoint ({exc}); delete it to start over") from None
     if meta.get("fingerprint") != fingerprint:
         raise ConfigError(f"{path} was written by a run with other settings; use another output folder "
                           "or delete the checkpoint to start over")
+    if tensors.get("audio", audio).shape != audio.shape or tensors.get("frames", frames).shape != frames.shape:
+        raise DataError(path, "damaged checkpoint (tensor shapes differ from this run's); delete it to start over")
     with torch.no_grad():
         audio.copy_(tensors["audio"])
         frames.copy_(tensors["frames"])
