@@ -56,7 +56,7 @@ def test_feature_spaces_and_seeds_change_the_ranking(tiny_dataset_file):
     av = train_features(tiny_dataset_file, "av", epochs=2, seed=0)
     assert av.shape == (48, 1024) and torch.allclose(av.norm(dim=1), torch.full((48,), 2 ** 0.5))
     assert not torch.equal(av, train_features(tiny_dataset_file, "av", epochs=2, seed=1))
-    with pytest.raises(ConfigError, match="feature space must be one of"):
+    with pytest.raises(ConfigError, match="--space must be one of"):
         avdistill.distill(tiny_dataset_file, "herding", ipc=1, space="text", progress=False, **FAST)
     with pytest.raises(ConfigError, match="fewer than ipc=13"):
         avdistill.distill(tiny_dataset_file, "kcenter", ipc=13, progress=False, **FAST)

@@ -101,9 +101,9 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tiny_dataset_file, tmp_pa
     ({"ipc": 0}, "ipc must be >= 1"),
     ({"ipc": 13}, "fewer than ipc=13"),
     ({"init": "zeros"}, "init must be one of"),
-    ({"encoder": "huge"}, "unknown encoder preset"),
+    ({"encoder": "huge"}, "--encoder must be one of"),
     ({"bogus": 1}, "bogus"),
-    ({"iterations": -1}, "must not be negative"),
+    ({"iterations": -1}, "--iterations must be >= 1"),
     ({"augment": "crop_blur"}, "blur"),
 ])
 def test_impossible_options_are_clear_errors(tiny_dataset_file, options, words):

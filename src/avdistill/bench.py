@@ -23,8 +23,9 @@ from tqdm.auto import tqdm
 
 from avdistill.data import load_dataset
 from avdistill.evaluation import EvalConfig, evaluate, evaluate_whole_data
+from avdistill.errors import ConfigError, DataError
 from avdistill.evaluation.protocol import check_eval_config
-from avdistill.io import atomic_path, versions, write_json
+from avdistill.io import atomic_path, check_output_dir, versions, write_json
 from avdistill.methods import SYNTHETIC_FILE, distill, get_method, make_config
 from avdistill.reporting.tables import accuracy_table
 from avdistill.synthetic import load_synthetic
@@ -45,10 +46,17 @@ class BenchGrid:
 
 
 def _cached(path: Path, settings: dict) -> dict | None:
-    """The cell stored at `path` if it was computed with exactly `settings` (compared as JSON)."""
+    """The cell stored at `path` if it was computed with exactly `settings` (compared as JSON).
+
+    An unreadable cell file is recomputed (and replaced), as a cache entry should be.
+    """
     if path.exists():
-        record = json.loads(path.read_text())
-        if record.get("settings") == json.loads(json.dumps(settings)):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            tqdm.write(f"recomputing {path}: unreadable ({exc})")
+            return None
+        if isinstance(record, dict) and record.get("settings") == json.loads(json.dumps(settings)):
             return record
     return None
 
@@ -59,20 +67,29 @@ def _synthetic_set(dataset, grid: BenchGrid, method: str, ipc: int, s: int, out:
     config = json.loads(json.dumps(dataclasses.asdict(make_config(get_method(method), options))))
     folder = out / "sets" / f"{method}-ipc{ipc}-set{s}"
     if (folder / SYNTHETIC_FILE).exists():
-        syn = load_synthetic(folder / SYNTHETIC_FILE)
-        if (syn.meta.get("config"), syn.meta.get("seed"), syn.meta.get("source", {}).get("sha256")) == \
-                (config, grid.seed + s, dataset.checksum):
-            return syn
+        try:
+            syn = load_synthetic(folder / SYNTHETIC_FILE)
+        except DataError as exc:  # a damaged cached set is distilled again
+            tqdm.write(f"distilling again: {exc}")
+        else:
+            if (syn.meta.get("config"), syn.meta.get("seed"), syn.meta.get("source", {}).get("sha256")) == \
+                    (config, grid.seed + s, dataset.checksum):
+                return syn
     return distill(dataset, method, ipc, grid.seed + s, folder, device, progress, **options)
 
 
-def run_bench(grid: BenchGrid, out: str | Path, device: str = "cpu", progress: bool = True) -> dict:
-    out = Path(out)
+def run_bench(grid: BenchGrid, out: str | Path, device: str = "cpu", progress: bool = True, verify: bool = True) -> dict:
+    out = check_output_dir(out)
+    for what, values in (("--methods", grid.methods), ("--ipc", grid.ipcs), ("--heads", grid.heads)):
+        if not values:
+            raise ConfigError(f"{what} is empty: give at least one, comma-separated")
+    if min(grid.ipcs) < 1:
+        raise ConfigError(f"--ipc values must be >= 1, got {', '.join(map(str, grid.ipcs))}")
     for head in grid.heads:
         check_eval_config(dataclasses.replace(grid.eval_config, head=head))
     for method in grid.methods:
         make_config(get_method(method), grid.method_options.get(method, {}))  # fail fast on bad options
-    dataset = load_dataset(grid.data)
+    dataset = load_dataset(grid.data, verify=verify)
     cells: list[dict] = []
     jobs = [(m, ipc, s) for m in grid.methods for ipc in grid.ipcs for s in range(grid.sets)]
     for method, ipc, s in tqdm(jobs, desc="bench", disable=not progress, dynamic_ncols=True):

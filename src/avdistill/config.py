@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import operator
 import typing
 
 from avdistill.errors import ConfigError
@@ -72,9 +74,50 @@ def build_config(config_class: type, overrides: dict):
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+    hints = typing.get_type_hints(config_class)
+    for name, value in overrides.items():
+        _check_type(name, value, hints[name])
     config = config_class(**overrides)
     for f in dataclasses.fields(config_class):
-        value = getattr(config, f.name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-            raise ConfigError(f"--{f.name.replace('_', '-')} must not be negative, got {value}")
+        check_value(f, getattr(config, f.name))
     return config
+
+
+def _check_type(name: str, value, kind) -> None:
+    """Options given through the Python API get the type checks the command line's parsing gives."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = {int: isinstance(value, int) and not isinstance(value, bool), float: number, str: isinstance(value, str),
+          bool: isinstance(value, bool)}.get(kind)
+    if typing.get_origin(kind) is tuple:
+        ok = isinstance(value, (tuple, list)) and all(isinstance(x, int) and not isinstance(x, bool) for x in value)
+    if ok is False:
+        raise ConfigError(f"--{name.replace('_', '-')} must be {getattr(kind, '__name__', 'a list')}, got {value!r}")
+
+
+_BOUNDS = (("minimum", operator.ge, ">="), ("above", operator.gt, ">"), ("maximum", operator.le, "<="),
+           ("below", operator.lt, "<"))
+
+
+def check_value(f: dataclasses.Field, value) -> None:
+    """A ConfigError naming the option unless `value` is allowed for field `f`.
+
+    Every number must be finite and not negative; a field may narrow that with the metadata
+    ``minimum`` (inclusive), ``above`` (exclusive lower bound), ``maximum``, ``below`` (exclusive
+    upper bound), ``choices``, and ``check`` (a function that raises ConfigError on a bad value;
+    see :func:`avdistill.methods.base.option`). Checked when the config is built, so a typo fails
+    before any work starts or any file is written.
+    """
+    name = f"--{f.name.replace('_', '-')}"
+    meta = f.metadata
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value}")
+        if value < 0 and "minimum" not in meta and "above" not in meta:
+            raise ConfigError(f"{name} must not be negative, got {value}")
+        for key, ok, sign in _BOUNDS:
+            if key in meta and not ok(value, meta[key]):
+                raise ConfigError(f"{name} must be {sign} {meta[key]}, got {value}")
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
+    if "check" in meta:
+        meta["check"](value)

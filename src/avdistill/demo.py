@@ -10,9 +10,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from avdistill.config import build_config
 from avdistill.data import load_dataset
+from avdistill.errors import ConfigError
 from avdistill.evaluation import EvalConfig, evaluate, evaluate_whole_data
-from avdistill.io import atomic_path, versions, write_json
+from avdistill.io import atomic_path, check_output_dir, versions, write_json
 from avdistill.methods import distill
 from avdistill.methods.dm import DMConfig
 from avdistill.reporting.tables import accuracy_table
@@ -22,9 +24,12 @@ def run_demo(out: str | Path = "demo-output", ipcs: tuple[int, ...] = (1, 10), r
              whole_data_runs: int = 1, dm: DMConfig | None = None, eval_config: EvalConfig | None = None,
              seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
     """Distil AV-Digits with DM at each IPC, evaluate against random subsets and whole data."""
-    out = Path(out)
-    dm = dm or DMConfig()
-    eval_config = eval_config or EvalConfig()
+    out = check_output_dir(out)
+    dm = build_config(DMConfig, asdict(dm or DMConfig()))  # every value checked before any work
+    eval_config = build_config(EvalConfig, asdict(eval_config or EvalConfig()))
+    if not ipcs or min(ipcs) < 1 or runs < 1 or whole_data_runs < 0:
+        raise ConfigError(f"--ipc values and --runs must be >= 1 and --whole-data-runs >= 0, got --ipc "
+                          f"{','.join(map(str, ipcs))}, --runs {runs}, --whole-data-runs {whole_data_runs}")
     started = time.perf_counter()
     dataset = load_dataset("av-digits")
     say = print if progress else (lambda *a, **k: None)

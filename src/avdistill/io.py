@@ -10,12 +10,16 @@ import platform
 import tempfile
 from pathlib import Path
 
+from avdistill.errors import ConfigError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
 
-    Readers see either the old file or the complete new one, never a partial write.
+    Readers see either the old file or the complete new one, never a partial write. The data
+    is flushed to disk (fsync) before the rename and the rename after it, so a power loss
+    cannot leave the new name pointing at unwritten blocks.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,11 +28,42 @@ def atomic_path(path: str | os.PathLike):
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
+        _fsync(tmp)
         os.replace(tmp, path)
+        if os.name == "posix":  # the rename itself lives in the folder's entry
+            _fsync(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_output_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """`path` as an output folder: a ConfigError before any work if something other than a folder is there."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path} exists and is not a folder")
+    return path
+
+
+def check_output_file(path: str | os.PathLike, option: str = "--out") -> Path:
+    """`path` as an output file: a ConfigError before any work if a folder is in its place."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder; give a file path")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ConfigError(f"{option} {path}: {path.parent} is not a folder")
+    return path
+
+
+def _fsync(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems cannot sync a folder; the data itself was synced
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -9,6 +9,9 @@ With the IDM factor technique (``factor`` > 1, see :mod:`avdistill.methods.facto
 stored sample is a factor x factor grid; :meth:`SyntheticSet.training_pairs` expands it into
 factor² full-size samples, so evaluation trains on what the method matched. Files without a
 ``factor`` in their header are factor 1.
+
+The header's ``sha256`` records each tensor's checksum (see :mod:`avdistill.data.storage`);
+:func:`load_synthetic` verifies it. Sets written before checksums existed load unverified.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 from safetensors.torch import save_file
 
 from avdistill.data.dataset import Preprocessing
-from avdistill.data.storage import load_tensors, read_avdistill_header
+from avdistill.data.storage import load_tensors, read_avdistill_header, tensor_digests, verify_digests
 from avdistill.errors import DataError
 from avdistill.io import atomic_path, write_json
 
@@ -61,31 +64,59 @@ class SyntheticSet:
     def save(self, path: str | os.PathLike) -> Path:
         """Atomically write the tensors (``.safetensors``) and a metadata sidecar (``.json``)."""
         path = Path(path)
-        header = {"format": FORMAT, "classes": list(self.classes),
-                  "preprocessing": self.preprocessing.to_dict(), "factor": self.factor, "meta": self.meta}
         tensors = {"audio": self.audio.detach().float().contiguous().cpu(),
                    "frames": self.frames.detach().float().contiguous().cpu(),
                    "labels": self.labels.long().contiguous().cpu()}
+        if not (torch.isfinite(tensors["audio"]).all() and torch.isfinite(tensors["frames"]).all()):
+            raise DataError(path, "refusing to write a synthetic set with NaN or Inf values (did the optimisation "
+                                  "diverge? lower the learning rates)")
+        header = {"format": FORMAT, "classes": list(self.classes),
+                  "preprocessing": self.preprocessing.to_dict(), "factor": self.factor, "meta": self.meta,
+                  "sha256": tensor_digests(tensors)}
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata={"avdistill": json.dumps(header)})
         write_json(path.with_suffix(".json"), header)
         return path
 
 
-def load_synthetic(path: str | os.PathLike) -> SyntheticSet:
-    """Load a synthetic set written by :meth:`SyntheticSet.save` (no pickle involved)."""
+def load_synthetic(path: str | os.PathLike, verify: bool = True) -> SyntheticSet:
+    """Load a synthetic set written by :meth:`SyntheticSet.save` (no pickle involved).
+
+    `verify` checks the tensors' checksums when the file records them (sets are small: cheap).
+    """
     path = Path(path)
     header = read_avdistill_header(path, FORMAT, "a synthetic set")
+    if verify and "sha256" in header:
+        verify_digests(path, header["sha256"])
     t = load_tensors(path, ("audio", "frames", "labels"))
     audio, frames, labels = t["audio"], t["frames"], t["labels"]
     if audio.dim() != 4 or frames.dim() != 4 or labels.dim() != 1 or not (len(audio) == len(frames) == len(labels)):
         raise DataError(path, f"inconsistent tensors: audio {tuple(audio.shape)}, frames {tuple(frames.shape)}, "
                               f"labels {tuple(labels.shape)}")
+    if not (audio.dtype.is_floating_point and frames.dtype.is_floating_point) or labels.dtype != torch.int64:
+        raise DataError(path, f"unexpected dtypes: audio {audio.dtype}, frames {frames.dtype}, labels {labels.dtype} "
+                              "(expected float, float, int64)")
+    if not len(labels):
+        raise DataError(path, "the synthetic set is empty")
     if not (torch.isfinite(audio).all() and torch.isfinite(frames).all()):
         raise DataError(path, "synthetic tensors hold NaN or Inf values")
+    classes = header.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise DataError(path, "malformed header: 'classes' must be a list of names")
+    if int(labels.min()) < 0 or int(labels.max()) >= len(classes):
+        raise DataError(path, f"labels range over {int(labels.min())}..{int(labels.max())}, outside "
+                              f"0..{len(classes) - 1} ({len(classes)} classes)")
     factor = header.get("factor", 1)
     if not isinstance(factor, int) or not 1 <= factor <= min(*audio.shape[-2:], *frames.shape[-2:]):
         raise DataError(path, f"factor {factor!r} is not a whole number of grid cells these samples can hold")
-    return SyntheticSet(audio=audio, frames=frames, labels=labels, classes=header["classes"],
-                        preprocessing=Preprocessing.from_dict(header["preprocessing"]), meta=header.get("meta", {}),
-                        path=str(path), factor=factor)
+    try:
+        preprocessing = Preprocessing.from_dict(header["preprocessing"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(path, f"malformed header: bad preprocessing ({type(exc).__name__}: {exc})") from None
+    if tuple(audio.shape[1:]) != preprocessing.audio_shape or tuple(frames.shape[1:]) != preprocessing.frame_shape:
+        raise DataError(path, f"samples of shape audio {tuple(audio.shape[1:])}, frames {tuple(frames.shape[1:])} do "
+                              f"not match the recorded preprocessing ({preprocessing.audio_shape}, "
+                              f"{preprocessing.frame_shape})")
+    meta = header.get("meta", {})
+    return SyntheticSet(audio=audio, frames=frames, labels=labels, classes=classes, preprocessing=preprocessing,
+                        meta=meta if isinstance(meta, dict) else {}, path=str(path), factor=factor)

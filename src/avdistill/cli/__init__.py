@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from avdistill.cli import bench, demo, distill, evaluate, prepare, show
+from avdistill.cli.common import OptionParser
 from avdistill.errors import AVDistillError
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    parser = argparse.ArgumentParser(prog="avdistill", description="Audio-visual dataset distillation.")
+def build_parser() -> tuple[OptionParser, dict[str, OptionParser]]:
+    parser = OptionParser(prog="avdistill", description="Audio-visual dataset distillation.")
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {name: module.add_parser(sub) for name, module in
                 (("prepare", prepare), ("distill", distill), ("evaluate", evaluate), ("show", show),
@@ -20,8 +20,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
 def main(argv: list[str] | None = None) -> int:
     parser, commands = build_parser()
-    args, rest = parser.parse_known_args(argv)
     try:
+        args, rest = parser.parse_known_args(argv)
         if args.command == "distill":  # method options are parsed once the method is known
             distill.run(args, rest, commands["distill"])
             return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from avdistill.cli.common import DATA_HELP
+from avdistill.cli.common import DATA_HELP, add_verify_option, device_option
 from avdistill.config import (add_config_options, build_config, config_overrides, parse_assignment, parse_ints,
                               split_names)
 from avdistill.errors import ConfigError
@@ -29,8 +29,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="a method option, e.g. --set dm.iterations=100 (repeatable)")
     p.add_argument("--out", required=True, help="output folder (reused: finished cells are skipped)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--device", default="cpu", type=device_option, help="torch device (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_verify_option(p)
     add_config_options(p, EvalConfig, "evaluation protocol", skip=("head",))
     return p
 
@@ -54,5 +55,5 @@ def run(args) -> None:
     grid = BenchGrid(data=args.data, methods=methods, ipcs=ipcs, heads=tuple(split_names(args.heads)), sets=args.sets,
                      runs=args.runs, whole_data_runs=args.whole_data_runs, seed=args.seed, method_options=options,
                      eval_config=build_config(EvalConfig, config_overrides(args, EvalConfig)))
-    run_bench(grid, args.out, args.device, not args.quiet)
+    run_bench(grid, args.out, args.device, not args.quiet, args.verify)
     print(Path(args.out, "report.md").read_text())

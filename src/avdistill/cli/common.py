@@ -4,11 +4,41 @@ from __future__ import annotations
 
 import argparse
 
+from avdistill.errors import ConfigError
+
 DATA_HELP = "dataset: 'av-digits' (embedded), a prepared .safetensors file, or an AVDD .pt file (default: av-digits)"
+
+
+def device_option(text: str) -> str:
+    """argparse type of --device: a device torch knows and this machine has, checked before any work."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} ({exc})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available here (torch {torch.__version__})")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    return text
+
+
+def add_verify_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="skip checking the input files' checksums and contents (one read of each file; "
+                             "for large datasets already checked once)")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0,
                         help="random seed; the same seed gives the same result on CPU (default: 0)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    parser.add_argument("--device", default="cpu", type=device_option, help="torch device, e.g. cpu or cuda (default: cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+class OptionParser(argparse.ArgumentParser):
+    """A parser whose errors (unknown or badly typed options) are a one-line ConfigError, not usage text."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{self.prog}: {message}")

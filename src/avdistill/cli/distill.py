@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from avdistill.cli.common import DATA_HELP, add_run_options
+from avdistill.cli.common import DATA_HELP, OptionParser, add_run_options, add_verify_option
 from avdistill.config import add_config_options, config_overrides
 
 
@@ -23,6 +23,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/distill",
                    help="output folder: synthetic set, loss log, checkpoints (default: runs/distill)")
     add_run_options(p)
+    add_verify_option(p)
     return p
 
 
@@ -35,10 +36,10 @@ def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
         add_config_options(parser, spec.config_class, f"{args.method} options")
         parser.print_help()
         return
-    method_parser = argparse.ArgumentParser(prog=f"avdistill distill --method {args.method}", add_help=False)
+    method_parser = OptionParser(prog=f"avdistill distill --method {args.method}", add_help=False)
     add_config_options(method_parser, spec.config_class, f"{args.method} options")
     options = config_overrides(method_parser.parse_args(method_args), spec.config_class)
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data, verify=args.verify)
     syn = distill(dataset, args.method, args.ipc, args.seed, args.out, args.device, not args.quiet, **options)
     print(f"{args.method}: {len(syn.labels)} pairs ({syn.ipc} per class) in {syn.meta['wall_seconds']:.1f} s "
           f"-> {Path(args.out) / SYNTHETIC_FILE}")

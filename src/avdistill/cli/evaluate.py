@@ -12,7 +12,7 @@ import csv
 import dataclasses
 from pathlib import Path
 
-from avdistill.cli.common import DATA_HELP, add_run_options
+from avdistill.cli.common import DATA_HELP, add_run_options, add_verify_option
 from avdistill.config import add_config_options, build_config, config_overrides, split_names
 from avdistill.errors import AVDistillError, ConfigError
 
@@ -38,6 +38,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write all numbers, configs and versions to this JSON file")
     p.add_argument("--csv", help="also write one row per run and metric to this CSV file")
     add_run_options(p)
+    add_verify_option(p)
     add_config_options(p, EvalConfig, "evaluation protocol")
     add_config_options(p, RetrievalConfig, "retrieval protocol")
     return p
@@ -49,7 +50,7 @@ def run(args) -> None:
                                       retrieval)
     from avdistill.evaluation.protocol import check_eval_config
     from avdistill.evaluation.retrieval import check_retrieval_config
-    from avdistill.io import atomic_path, versions, write_json
+    from avdistill.io import atomic_path, check_output_file, versions, write_json
     from avdistill.models import PRESETS
     from avdistill.models.heads import HEAD_NAMES
     from avdistill.reporting.tables import accuracy_table, retrieval_table
@@ -59,6 +60,9 @@ def run(args) -> None:
         raise AVDistillError("nothing to evaluate: give synthetic set files and/or --whole-data")
     if args.no_accuracy and not args.retrieval:
         raise AVDistillError("--no-accuracy leaves nothing to do without --retrieval")
+    for option, target in (("--json", args.json), ("--csv", args.csv)):
+        if target:
+            check_output_file(target, option)  # before hours of training, not after
     config = build_config(EvalConfig, config_overrides(args, EvalConfig))
     rconfig = build_config(RetrievalConfig, config_overrides(args, RetrievalConfig))
     heads, archs = args.heads or [config.head], args.arch or [config.encoder]
@@ -69,11 +73,11 @@ def run(args) -> None:
     if args.retrieval:
         check_retrieval_config(rconfig)
     whole_runs = args.whole_data_runs or args.runs
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data, verify=args.verify)
 
     sets: list[tuple[str, object, int]] = []  # (column label, synthetic set or None = whole data, runs)
     for path in args.synthetic:
-        syn = load_synthetic(path)
+        syn = load_synthetic(path, verify=args.verify)
         check_compatible(syn, dataset, str(path))
         label = f"{syn.meta.get('method', Path(path).stem)} IPC {syn.ipc}"
         sets.append((label if label not in [s[0] for s in sets] else f"{label} ({path})", syn, args.runs))

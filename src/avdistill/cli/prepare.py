@@ -102,6 +102,9 @@ def _video_clips(args):
 
 def run(args) -> None:
     from avdistill.data import load_avdd, save_dataset
+    from avdistill.io import check_output_file
+
+    check_output_file(args.out)
 
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     sources = [s for s in ("train", "folder", "csv", "ave") if getattr(args, s)]

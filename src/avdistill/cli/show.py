@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from avdistill.cli.common import add_verify_option
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="export a synthetic set as pictures, WAV files and mp4 clips",
@@ -18,6 +20,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-video", action="store_true", help="skip the mp4 clips")
     p.add_argument("--griffin-lim-iters", type=int, default=32, help="Griffin-Lim iterations per clip (default: 32)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_verify_option(p)
     return p
 
 
@@ -25,14 +28,14 @@ def run(args) -> None:
     from avdistill.reporting.show import show
     from avdistill.synthetic import load_synthetic
 
-    syn = load_synthetic(args.synthetic)
-    before = load_synthetic(args.before) if args.before else None
+    syn = load_synthetic(args.synthetic, verify=args.verify)
+    before = load_synthetic(args.before, verify=args.verify) if args.before else None
     dataset = None
     if args.data:
         from avdistill.data import load_dataset
         from avdistill.evaluation import check_compatible
 
-        dataset = load_dataset(args.data)
+        dataset = load_dataset(args.data, verify=args.verify)
         check_compatible(syn, dataset, args.synthetic)
     written = show(syn, args.out, before, not args.no_video, args.griffin_lim_iters, not args.quiet, dataset)
     pictures = ", ".join(written[k] for k in ("frames", "spectrograms", "losses", "embeddings") if k in written)

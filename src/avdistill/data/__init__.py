@@ -12,14 +12,17 @@ from avdistill.data.embedded import embedded_path
 from avdistill.data.storage import load_prepared, save_dataset
 
 
-def load_dataset(source: str | os.PathLike = EMBEDDED_NAME, mmap: bool = False) -> AVDataset:
-    """Load a dataset by name or path: ``"av-digits"``, a prepared ``.safetensors`` or an AVDD ``.pt``."""
+def load_dataset(source: str | os.PathLike = EMBEDDED_NAME, mmap: bool = False, verify: bool = True) -> AVDataset:
+    """Load a dataset by name or path: ``"av-digits"``, a prepared ``.safetensors`` or an AVDD ``.pt``.
+
+    `verify` (prepared files): check checksums and contents, one pass over the data; see :func:`load_prepared`.
+    """
     if str(source) == EMBEDDED_NAME:
-        return load_prepared(embedded_path(), mmap=mmap)
+        return load_prepared(embedded_path(), mmap=mmap, verify=verify)
     path = Path(source)
     if path.suffix == ".pt":
         return load_avdd(path)
-    return load_prepared(path, mmap=mmap)
+    return load_prepared(path, mmap=mmap, verify=verify)
 
 
 __all__ = ["AVDataset", "AVSplit", "Preprocessing", "load_dataset", "load_avdd", "load_prepared", "save_dataset"]

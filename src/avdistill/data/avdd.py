@@ -12,6 +12,8 @@ normalised. A ``classes`` entry is ignored unless it is a list of names of the r
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -27,9 +29,12 @@ def _read_pt(path: Path) -> dict:
     if not path.is_file():
         raise DataError(path, "no such file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols of garbage files; the error says it
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001  torch.load fails on garbage with many exception types
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch colours parts of its messages
+        first_line = text.splitlines()[0] if text else type(exc).__name__
         raise DataError(path, f"not a readable AVDD .pt file ({first_line})") from None
     if not isinstance(obj, dict):
         raise DataError(path, f"expected a dict of tensors, found a {type(obj).__name__}")

@@ -24,26 +24,26 @@ from avdistill.augment import DEFAULT_STRATEGY, DSA
 from avdistill.data.dataset import AVDataset, AVSplit
 from avdistill.errors import ConfigError
 from avdistill.methods.base import option
-from avdistill.models import get_encoders
+from avdistill.models import PRESETS, get_encoders
 from avdistill.models.heads import HEADS
 from avdistill.seeding import derive_seed, generator
 
 
 @dataclass
 class EvalConfig:
-    epochs: int = option(30, "training epochs per run (AVDD: 30)")
-    batch_size: int = option(32, "training batch size (AVDD: 32)")
-    lr_audio: float = option(1e-3, "Adam lr of the audio encoder (AVDD: 1e-3)")
-    lr_visual: float = option(1e-4, "Adam lr of the visual encoder (AVDD: 1e-4)")
-    lr_head: float = option(1e-3, "Adam lr of the fusion head (AVDD: 1e-3)")
+    epochs: int = option(30, "training epochs per run (AVDD: 30)", minimum=1)
+    batch_size: int = option(32, "training batch size (AVDD: 32)", minimum=1)
+    lr_audio: float = option(1e-3, "Adam lr of the audio encoder (AVDD: 1e-3)", above=0)
+    lr_visual: float = option(1e-4, "Adam lr of the visual encoder (AVDD: 1e-4)", above=0)
+    lr_head: float = option(1e-3, "Adam lr of the fusion head (AVDD: 1e-3)", above=0)
     weight_decay: float = option(1e-4, "Adam weight decay (AVDD: 1e-4)")
     milestones: tuple[int, ...] = option((10, 20), "epochs after which the lr is multiplied by 0.1")
-    encoder: str = option("small", "encoder preset of the evaluation networks")
-    head: str = option("ensemble", "fusion head: a, v, concat, sum, attention or ensemble")
+    encoder: str = option("small", "encoder preset of the evaluation networks", choices=tuple(PRESETS))
+    head: str = option("ensemble", "fusion head: a, v, concat, sum, attention or ensemble", choices=tuple(HEADS))
     fusion_dim: int = option(0, "sum/attention heads: size of the common space (0: the smaller embedding)")
     attention_hidden: int = option(128, "attention head: hidden units of the score MLP (0: a linear score)")
-    augment: str = option(DEFAULT_STRATEGY, "DSA ops applied during training, or 'none'")
-    test_batch: int = option(512, "batch size when scoring the test split")
+    augment: str = option(DEFAULT_STRATEGY, "DSA ops applied during training, or 'none'", check=DSA)
+    test_batch: int = option(512, "batch size when scoring the test split", minimum=1)
 
 
 @dataclass

@@ -6,9 +6,11 @@ import dataclasses
 import time
 from pathlib import Path
 
+import torch
+
 from avdistill.data.dataset import AVDataset
-from avdistill.errors import ConfigError
-from avdistill.io import versions
+from avdistill.errors import ConfigError, DataError
+from avdistill.io import check_output_dir, versions
 from avdistill.methods import avdd, dm, herding, kcenter, random  # noqa: F401  (registers the methods)
 from avdistill.methods import mtt  # noqa: F401  (registers MTT)
 from avdistill.methods.base import METHODS, RunContext, fingerprint, get_method, make_config
@@ -25,11 +27,17 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
     With `out` (a folder), the run checkpoints there, logs every loss term to ``losses.jsonl``,
     resumes if interrupted, and writes ``synthetic.safetensors`` + ``synthetic.json``.
     """
+    if not isinstance(ipc, int) or isinstance(ipc, bool):
+        raise ConfigError(f"ipc must be a whole number, got {ipc!r}")
     if ipc < 1:
         raise ConfigError(f"ipc must be >= 1, got {ipc}")
     spec = get_method(method)
     config = make_config(spec, options)
-    workdir = Path(out) if out is not None else None
+    counts = torch.bincount(dataset.train.labels, minlength=dataset.num_classes)
+    if (counts == 0).any():  # every method needs real pairs of every class (noise init would hide it)
+        empty = ", ".join(repr(dataset.classes[c]) for c in torch.nonzero(counts == 0).flatten().tolist())
+        raise DataError(dataset.source_path or dataset.name, f"classes without training pairs: {empty}")
+    workdir = check_output_dir(out) if out is not None else None
     run = RunContext(seed=seed, device=device, workdir=workdir, progress=progress,
                      fingerprint=fingerprint(method, ipc, config, seed, dataset))
     start = time.perf_counter()

@@ -32,17 +32,21 @@ from dataclasses import dataclass
 
 from avdistill.errors import ConfigError
 from avdistill.methods.base import RunContext, option, register_method
+from avdistill.methods.factor import MAX_FACTOR
+from avdistill.methods.init import INITS
 from avdistill.methods.matching import ClassMeans, MatchingConfig, mean_matching_loss, run_matching
 
 
 @dataclass
 class AVDDConfig(MatchingConfig):
-    iterations: int = option(5000, "optimisation steps (AVDD: 5000)")
-    real_per_class: int = option(128, "real pairs per class embedded at every iteration (AVDD: 128)")
-    lr_audio: float = option(0.2, "SGD learning rate on the synthetic spectrograms (AVDD: 0.2)")
-    lr_frames: float = option(0.2, "SGD learning rate on the synthetic frames (AVDD: 0.2)")
-    init: str = option("herding", "initial synthetic set: 'herding' (AVDD), 'real' (random real pairs) or 'noise'")
-    factor: int = option(2, "IDM factor: each stored sample holds factor x factor downscaled samples (AVDD: 2)")
+    iterations: int = option(5000, "optimisation steps (AVDD: 5000)", minimum=1)
+    real_per_class: int = option(128, "real pairs per class embedded at every iteration (AVDD: 128)", minimum=1)
+    lr_audio: float = option(0.2, "SGD learning rate on the synthetic spectrograms (AVDD: 0.2)", above=0)
+    lr_frames: float = option(0.2, "SGD learning rate on the synthetic frames (AVDD: 0.2)", above=0)
+    init: str = option("herding", "initial synthetic set: 'herding' (AVDD), 'real' (random real pairs) or 'noise'",
+                         choices=INITS)
+    factor: int = option(2, "IDM factor: each stored sample holds factor x factor downscaled samples (AVDD: 2)",
+                         minimum=1, maximum=MAX_FACTOR)
     lam_jm: float = option(10.0, "weight of Joint Matching (AVDD: 10); equal to --lam-mgm it only rescales DM")
     lam_mgm: float = option(10.0, "weight of Modality Gap Matching (AVDD: 10); unequal to --lam-jm couples Δa and Δv")
 

@@ -32,7 +32,8 @@ class RunContext:
 
 
 def option(default, help: str, **kwargs):
-    """A config field that documents itself on the command line."""
+    """A config field that documents itself on the command line; `kwargs` may constrain its values
+    (minimum, above, maximum, below, choices, check: see :func:`avdistill.config.check_value`)."""
     return dataclasses.field(default=default, metadata={"help": help, **kwargs})
 
 

@@ -20,9 +20,12 @@ import torch.nn.functional as F
 from avdistill.errors import ConfigError
 
 
+MAX_FACTOR = 8
+
+
 def check_factor(factor: int) -> None:
-    if not 1 <= factor <= 8:
-        raise ConfigError(f"factor must be between 1 and 8, got {factor}")
+    if not 1 <= factor <= MAX_FACTOR:
+        raise ConfigError(f"factor must be between 1 and {MAX_FACTOR}, got {factor}")
 
 
 def cell_bounds(size: int, factor: int) -> list[tuple[int, int]]:

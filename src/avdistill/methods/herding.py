@@ -14,7 +14,8 @@ import torch
 
 from avdistill.data.dataset import AVDataset
 from avdistill.methods.base import RunContext, option, register_method
-from avdistill.methods.features import real_pairs, select_by_class, train_features
+from avdistill.methods.features import SPACES, real_pairs, select_by_class, train_features
+from avdistill.models import PRESETS
 
 
 def herd(features: torch.Tensor, n: int) -> torch.Tensor:
@@ -41,9 +42,10 @@ def herding_indices(dataset: AVDataset, per_class: int, space: str, encoder: str
 
 @dataclass
 class CoresetConfig:
-    space: str = option("av", "feature space to rank in: 'av' (joint), 'audio' or 'visual'")
-    encoder: str = option("small", "encoder preset of the feature networks")
-    feature_epochs: int = option(10, "epochs of training the feature networks on the real training split")
+    space: str = option("av", "feature space to rank in: 'av' (joint), 'audio' or 'visual'", choices=SPACES)
+    encoder: str = option("small", "encoder preset of the feature networks", choices=tuple(PRESETS))
+    feature_epochs: int = option(10, "epochs of training the feature networks on the real training split",
+                                minimum=1)
 
 
 @register_method("herding", CoresetConfig, "Herding coreset: real pairs whose running mean tracks the class mean")

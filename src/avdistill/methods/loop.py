@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from avdistill.errors import ConfigError
+from avdistill.data.storage import tensor_digests, verify_digests
+from avdistill.errors import ConfigError, DataError
 from avdistill.io import atomic_path
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -61,6 +62,9 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
         for iteration in bar:
             optimizer.zero_grad(set_to_none=True)
             terms = loss_terms(iteration, audio, frames)
+            if not torch.isfinite(terms["total"].detach()):
+                raise ConfigError(f"{desc}: the loss became {float(terms['total'].detach())} at iteration "
+                                  f"{iteration} (the optimisation diverged); lower the learning rates")
             terms["total"].backward()
             optimizer.step()
             values = {k: float(v.detach()) for k, v in terms.items()}
@@ -91,28 +95,37 @@ def _save_checkpoint(workdir: Path, fingerprint: str, done: int, learnable: dict
         if buffer is not None:
             tensors[f"momentum.{name}"] = buffer.cpu()
     with atomic_path(workdir / CHECKPOINT) as tmp:
-        save_file(tensors, str(tmp), metadata={"fingerprint": fingerprint, "iterations_done": str(done)})
+        save_file(tensors, str(tmp), metadata={"fingerprint": fingerprint, "iterations_done": str(done),
+                                               "sha256": json.dumps(tensor_digests(tensors))})
 
 
 def _resume(workdir: Path, fingerprint: str, learnable: dict[str, torch.Tensor], optimizer) -> int:
     path = workdir / CHECKPOINT
     if not path.exists():
         return 0
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if "sha256" in meta:  # a bit flipped on disk must not silently change the resumed run
+            verify_digests(path, json.loads(meta["sha256"]))
+        tensors = load_file(str(path))
+        done = int(meta["iterations_done"])
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+        raise DataError(path, f"damaged checkpoint ({exc}); delete it to start over") from None
     if meta.get("fingerprint") != fingerprint:
         raise ConfigError(f"{path} was written by a run with other settings; use another output folder "
                           "or delete the checkpoint to start over")
-    tensors = load_file(str(path))
+    if tensors.get("audio", audio).shape != audio.shape or tensors.get("frames", frames).shape != frames.shape:
+        raise DataError(path, "damaged checkpoint (tensor shapes differ from this run's); delete it to start over")
     with torch.no_grad():
         for name, param in learnable.items():
             param.copy_(tensors[name])
     for name, param in learnable.items():
         if f"momentum.{name}" in tensors:
             optimizer.state[param]["momentum_buffer"] = tensors[f"momentum.{name}"].to(param.device)
-    return int(meta["iterations_done"])
+    return done
 
 
 def _truncate_log(log_path: Path, keep: int) -> None:

@@ -19,11 +19,11 @@ import torch
 from avdistill.augment import DEFAULT_STRATEGY, DSA
 from avdistill.data.dataset import AVDataset
 from avdistill.methods.base import RunContext, option
-from avdistill.methods.factor import expand, expand_labels
+from avdistill.methods.factor import MAX_FACTOR, expand, expand_labels
 from avdistill.methods.features import SPACES
-from avdistill.methods.init import HerdingFeatures, initial_synthetic
+from avdistill.methods.init import INITS, HerdingFeatures, initial_synthetic
 from avdistill.methods.loop import optimise_synthetic
-from avdistill.models import get_encoders
+from avdistill.models import PRESETS, get_encoders
 from avdistill.seeding import derive_seed, generator
 
 
@@ -31,18 +31,23 @@ from avdistill.seeding import derive_seed, generator
 class MatchingConfig:
     """Options every distribution-matching method has; defaults are DM's for AV-Digits on a CPU."""
 
-    iterations: int = option(300, "optimisation steps (the DM paper uses 20000; 300 suffices for AV-Digits on CPU)")
-    real_per_class: int = option(64, "real pairs per class embedded at every iteration (DM paper: 256)")
-    lr_audio: float = option(1.0, "SGD learning rate on the synthetic spectrograms (DM: 1.0)")
-    lr_frames: float = option(1.0, "SGD learning rate on the synthetic frames (DM: 1.0)")
-    momentum: float = option(0.5, "SGD momentum (DM: 0.5)")
-    init: str = option("real", "initial synthetic set: 'real' (random real pairs), 'herding' or 'noise' (Gaussian)")
-    factor: int = option(1, "IDM factor: each stored sample holds factor x factor downscaled samples (1: off)")
-    herding_space: str = option("av", f"features herding init ranks by: {', '.join(SPACES)}")
-    herding_epochs: int = option(10, "epochs of training the herding-init feature networks on the real training split")
-    encoder: str = option("small", "encoder preset: 'small' (CPU, small inputs) or 'avdd' (the paper's ConvNets)")
-    augment: str = option(DEFAULT_STRATEGY, "DSA ops joined by '_', or 'none'")
-    checkpoint_every: int = option(50, "iterations between checkpoints (resume after interruption)")
+    iterations: int = option(300, "optimisation steps (the DM paper uses 20000; 300 suffices for AV-Digits on CPU)",
+                             minimum=1)
+    real_per_class: int = option(64, "real pairs per class embedded at every iteration (DM paper: 256)", minimum=1)
+    lr_audio: float = option(1.0, "SGD learning rate on the synthetic spectrograms (DM: 1.0)", above=0)
+    lr_frames: float = option(1.0, "SGD learning rate on the synthetic frames (DM: 1.0)", above=0)
+    momentum: float = option(0.5, "SGD momentum (DM: 0.5)", minimum=0, below=1)
+    init: str = option("real", "initial synthetic set: 'real' (random real pairs), 'herding' or 'noise' (Gaussian)",
+                         choices=INITS)
+    factor: int = option(1, "IDM factor: each stored sample holds factor x factor downscaled samples (1: off)",
+                         minimum=1, maximum=MAX_FACTOR)
+    herding_space: str = option("av", f"features herding init ranks by: {', '.join(SPACES)}", choices=SPACES)
+    herding_epochs: int = option(10, "epochs of training the herding-init feature networks on the real training split",
+                                minimum=1)
+    encoder: str = option("small", "encoder preset: 'small' (CPU, small inputs) or 'avdd' (the paper's ConvNets)",
+                          choices=tuple(PRESETS))
+    augment: str = option(DEFAULT_STRATEGY, "DSA ops joined by '_', or 'none'", check=DSA)
+    checkpoint_every: int = option(50, "iterations between checkpoints (resume after interruption)", minimum=1)
 
 
 class RealSampler:

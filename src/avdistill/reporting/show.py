@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from avdistill.io import versions, write_json
+from avdistill.io import check_output_dir, versions, write_json
 from avdistill.methods.loop import LOSS_LOG
 from avdistill.reporting.pictures import embedding_plot, frame_grid, frames_as_images, loss_curves, spectrogram_grid
 from avdistill.reporting.sound import spectrogram_to_wave, write_wav
@@ -21,7 +21,7 @@ def show(syn: SyntheticSet, out: str | Path, before: SyntheticSet | None = None,
     Also losses.png when the set's folder holds its ``losses.jsonl``, and embeddings.png when the
     source `dataset` is given.
     """
-    out = Path(out)
+    out = check_output_dir(out)
     sets = ([("before", before)] if before is not None else []) + [("after" if before is not None else "synthetic", syn)]
     written = {"frames": str(frame_grid(sets, out / "frames.png")),
                "spectrograms": str(spectrogram_grid(sets, out / "spectrograms.png")), "audio": [], "video": []}

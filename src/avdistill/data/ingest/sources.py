@@ -37,6 +37,7 @@ SPLITS = ("train", "test")
 VIDEO_EXTENSIONS = ("mp4", "mkv", "webm", "avi", "mov", "m4v", "mpg", "mpeg", "ts", "flv", "3gp", "ogv", "wmv")
 CSV_PATTERN = "{video_id}_{start:06d}.mp4"
 AVE_PATTERN = "{video_id}.mp4"
+MAX_EVENT_SECONDS = 3600  # AVE events last at most 10 s; longer ones are typos, not hours of windows
 
 
 @dataclass(frozen=True)
@@ -205,12 +206,15 @@ def _ave_file(path: Path, split: str | None, video_dir: Path, pattern: str) -> t
         label, video_id, _, start_text, end_text = fields
         try:
             start, end = int(float(start_text)), int(float(end_text))
-        except ValueError:
-            skips.append(Skip(where, f"start/end {start_text!r}/{end_text!r} are not numbers", label, split))
+        except (ValueError, OverflowError):
+            skips.append(Skip(where, f"start/end {start_text!r}/{end_text!r} are not finite numbers", label, split))
             continue
         name = _format(pattern, video_id=video_id, label=label)
-        if end <= start:
-            skips.append(Skip(name, f"empty event [{start}, {end})", label, split))
+        if end <= start or start < 0:
+            skips.append(Skip(name, f"empty event [{start}, {end})" if end <= start else f"negative start {start}",
+                              label, split))
+        elif end - start > MAX_EVENT_SECONDS:  # a typo like end=1e9 must not become a billion windows
+            skips.append(Skip(name, f"event of {end - start} s is longer than {MAX_EVENT_SECONDS} s", label, split))
         elif not (video_dir / name).is_file():
             skips.append(Skip(name, "missing file", label, split))
         else:
