@@ -4,8 +4,9 @@ a progress bar, a JSONL log of every loss term, and checkpoints that resume exac
 A method supplies ``loss_terms(iteration, audio, frames) -> {name: scalar tensor}`` with a
 ``"total"`` entry, and may hand the loop further learnable tensors of its own (``extra``, e.g.
 MTT's step size), each with its own learning rate: the same optimiser updates them in place, and
-the checkpoints store and restore them (and their momentum) exactly like the audio and frames. Because all per-iteration randomness is derived from (seed, iteration), a
-run resumed from a checkpoint continues exactly as if it had never stopped.
+the checkpoints store and restore them (and their momentum) exactly like the audio and frames.
+Because all per-iteration randomness is derived from (seed, iteration), a run resumed from a
+checkpoint continues exactly as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -117,8 +118,8 @@ def _resume(workdir: Path, fingerprint: str, learnable: dict[str, torch.Tensor],
     if meta.get("fingerprint") != fingerprint:
         raise ConfigError(f"{path} was written by a run with other settings; use another output folder "
                           "or delete the checkpoint to start over")
-    if tensors.get("audio", audio).shape != audio.shape or tensors.get("frames", frames).shape != frames.shape:
-        raise DataError(path, "damaged checkpoint (tensor shapes differ from this run's); delete it to start over")
+    if any(name not in tensors or tensors[name].shape != param.shape for name, param in learnable.items()):
+        raise DataError(path, "damaged checkpoint (its tensors differ from this run's); delete it to start over")
     with torch.no_grad():
         for name, param in learnable.items():
             param.copy_(tensors[name])

@@ -37,38 +37,39 @@ from avdistill.augment import DEFAULT_STRATEGY, DSA
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError
 from avdistill.methods.base import RunContext, option, register_method
-from avdistill.methods.factor import expand, expand_labels
-from avdistill.methods.init import HerdingFeatures, initial_synthetic
+from avdistill.methods.factor import MAX_FACTOR, expand, expand_labels
+from avdistill.methods.init import INITS, HerdingFeatures, initial_synthetic
 from avdistill.methods.loop import optimise_synthetic
 from avdistill.methods.trajectories import (AVNetwork, ExpertConfig, ParameterLayout, build_network,
                                             expert_trajectories)
+from avdistill.models import PRESETS
 from avdistill.seeding import derive_seed, generator
 
 
 @dataclass
 class MTTConfig:
-    iterations: int = option(100, "optimisation steps of the synthetic set (MTT: 5000; a CPU budget here)")
-    syn_steps: int = option(10, "N: student steps on synthetic data per iteration (MTT: 30-50)")
-    expert_epochs: int = option(2, "M: the student is matched to the expert M epochs after its start (MTT: 2)")
-    max_start_epoch: int = option(4, "start epochs are drawn uniformly from [0, this) (MTT: 20)")
+    iterations: int = option(100, "optimisation steps of the synthetic set (MTT: 5000; a CPU budget here)", minimum=1)
+    syn_steps: int = option(10, "N: student steps on synthetic data per iteration (MTT: 30-50)", minimum=1)
+    expert_epochs: int = option(2, "M: the student is matched to the expert M epochs after its start (MTT: 2)", minimum=1)
+    max_start_epoch: int = option(4, "start epochs are drawn uniformly from [0, this) (MTT: 20)", minimum=1)
     batch_syn: int = option(32, "synthetic pairs per student step (0: the whole synthetic set; MTT: all, or fewer at large IPC)")
-    lr_audio: float = option(1000.0, "SGD learning rate on the synthetic spectrograms (MTT CIFAR-10: 1000)")
-    lr_frames: float = option(1000.0, "SGD learning rate on the synthetic frames (MTT CIFAR-10: 1000)")
-    lr_lr: float = option(1e-5, "SGD learning rate on the learnable student step size (MTT: 1e-5)")
-    syn_lr_init: float = option(0.01, "initial student step size (MTT: the experts' lr)")
-    momentum: float = option(0.5, "SGD momentum on the synthetic tensors and the step size (MTT: 0.5)")
-    num_experts: int = option(5, "expert trajectories trained on the real training split (MTT: 100)")
-    expert_train_epochs: int = option(8, "epochs each expert is trained (MTT: 50)")
-    expert_lr: float = option(0.01, "the experts' plain-SGD learning rate (MTT: 0.01)")
-    expert_batch: int = option(32, "the experts' batch size (MTT: 256 on 50k images)")
+    lr_audio: float = option(1000.0, "SGD learning rate on the synthetic spectrograms (MTT CIFAR-10: 1000)", above=0)
+    lr_frames: float = option(1000.0, "SGD learning rate on the synthetic frames (MTT CIFAR-10: 1000)", above=0)
+    lr_lr: float = option(1e-5, "SGD learning rate on the learnable student step size (MTT: 1e-5)", minimum=0)
+    syn_lr_init: float = option(0.01, "initial student step size (MTT: the experts' lr)", above=0)
+    momentum: float = option(0.5, "SGD momentum on the synthetic tensors and the step size (MTT: 0.5)", minimum=0, below=1)
+    num_experts: int = option(5, "expert trajectories trained on the real training split (MTT: 100)", minimum=1)
+    expert_train_epochs: int = option(8, "epochs each expert is trained (MTT: 50)", minimum=1)
+    expert_lr: float = option(0.01, "the experts' plain-SGD learning rate (MTT: 0.01)", above=0)
+    expert_batch: int = option(32, "the experts' batch size (MTT: 256 on 50k images)", minimum=1)
     expert_seed: int = option(0, "seed of the expert bank (shared by runs of any seed)")
     expert_dir: str = option("", "expert cache folder (default: $XDG_CACHE_HOME/avdistill/mtt-experts or ~/.cache/...)")
-    init: str = option("real", "initial synthetic set: 'real' (random real pairs, MTT), 'herding' or 'noise'")
-    factor: int = option(1, "IDM factor: each stored sample holds factor x factor downscaled samples (1: off)")
-    encoder: str = option("small", "encoder preset of the experts and the student (no batch norm)")
+    init: str = option("real", "initial synthetic set: 'real' (random real pairs, MTT), 'herding' or 'noise'", choices=INITS)
+    factor: int = option(1, "IDM factor: each stored sample holds factor x factor downscaled samples (1: off)", minimum=1, maximum=MAX_FACTOR)
+    encoder: str = option("small", "encoder preset of the experts and the student (no batch norm)", choices=tuple(PRESETS))
     head: str = option("ensemble", "fusion head of the experts and the student: concat, sum, attention or ensemble")
-    augment: str = option(DEFAULT_STRATEGY, "DSA ops joined by '_', or 'none' (experts and student)")
-    checkpoint_every: int = option(50, "iterations between checkpoints (resume after interruption)")
+    augment: str = option(DEFAULT_STRATEGY, "DSA ops joined by '_', or 'none' (experts and student)", check=DSA)
+    checkpoint_every: int = option(50, "iterations between checkpoints (resume after interruption)", minimum=1)
 
     def experts(self) -> ExpertConfig:
         return ExpertConfig(self.encoder, self.head, self.expert_train_epochs, self.expert_lr, self.expert_batch,
@@ -76,9 +77,6 @@ class MTTConfig:
 
 
 def check_config(cfg: MTTConfig) -> None:
-    for name in ("syn_steps", "expert_epochs", "max_start_epoch", "num_experts", "expert_batch"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     if cfg.max_start_epoch + cfg.expert_epochs > cfg.expert_train_epochs:
         raise ConfigError(f"--max-start-epoch {cfg.max_start_epoch} + --expert-epochs {cfg.expert_epochs} needs "
                           f"experts trained for at least {cfg.max_start_epoch + cfg.expert_epochs} epochs, "
