@@ -42,27 +42,41 @@ def _save(fig, path: str | Path) -> Path:
     return Path(path)
 
 
+def _block_axes(plt, n_rows: int, cols: list[int], cell: tuple[float, float], margin: tuple[float, float],
+                **kwargs) -> tuple[object, list[np.ndarray]]:
+    """A figure of n_rows x sum(cols) axes in column blocks (one per set), a blank spacer between blocks."""
+    ratios = [r for k, n in enumerate(cols) for r in ([0.35] if k else []) + [1.0] * n]
+    fig, axes = plt.subplots(n_rows, len(ratios), squeeze=False, gridspec_kw={"width_ratios": ratios, "hspace": 0.35},
+                             figsize=(cell[0] * sum(ratios) + margin[0], cell[1] * n_rows + margin[1]), **kwargs)
+    blocks, start = [], 0
+    for k, n in enumerate(cols):
+        if k:
+            for ax in axes[:, start]:
+                ax.set_axis_off()
+            start += 1
+        blocks.append(axes[:, start:start + n])
+        start += n
+    return fig, blocks
+
+
 def frame_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per_class: int = 10) -> Path:
     """Rows = classes (named), column blocks = the given sets (e.g. before | after)."""
     plt = _pyplot()
     classes = sets[0][1].classes
     cols = [min(per_class, max(len(_columns(s, c, per_class)) for c in range(len(classes)))) for _, s in sets]
-    fig, axes = plt.subplots(len(classes), sum(cols), figsize=(0.9 * sum(cols) + 1, 0.9 * len(classes) + 0.6),
-                             squeeze=False)
-    start = 0
-    for (title, syn), ncol in zip(sets, cols):
+    fig, blocks = _block_axes(plt, len(classes), cols, (0.9, 0.9), (1.0, 0.6))
+    for k, ((title, syn), ncol, axes) in enumerate(zip(sets, cols, blocks)):
         images = frames_as_images(syn)
         for c, name in enumerate(classes):
             picks = _columns(syn, c, ncol)
             for j in range(ncol):
-                ax = axes[c, start + j]
+                ax = axes[c, j]
                 ax.set_xticks([]), ax.set_yticks([])
                 if j < len(picks):
                     ax.imshow(images[picks[j]], interpolation="nearest")
-                if start + j == 0:
+                if k == 0 and j == 0:
                     ax.set_ylabel(name, rotation=0, ha="right", va="center")
-        axes[0, start].set_title(title, loc="left", fontsize=10)
-        start += ncol
+        axes[0, 0].set_title(title, loc="left", fontsize=10)
     fig.suptitle("frames: one row per class", y=1.0)
     return _save(fig, path)
 
@@ -79,47 +93,54 @@ def spectrogram_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per
     centres = librosa.mel_frequencies(mel.n_mels + 2, fmin=mel.f_min, fmax=f_max, htk=True)[1:-1]
     ticks = np.linspace(0, mel.n_mels - 1, 4).round().astype(int)
     cols = [min(per_class, max(len(_columns(s, c, per_class)) for c in range(len(classes)))) for _, s in sets]
-    fig, axes = plt.subplots(len(classes), sum(cols), figsize=(1.9 * sum(cols) + 1, 1.3 * len(classes) + 0.8),
-                             squeeze=False, sharex=True, sharey=True)
-    start, image = 0, None
-    for (title, syn), ncol in zip(sets, cols):
+    fig, blocks = _block_axes(plt, len(classes), cols, (1.9, 1.3), (1.4, 0.8))
+    image = None
+    for k, ((title, syn), ncol, axes) in enumerate(zip(sets, cols, blocks)):
         db = syn.preprocessing.audio_from_model(syn.audio)[:, 0].numpy()
         for c, name in enumerate(classes):
             picks = _columns(syn, c, ncol)
             for j in range(ncol):
-                ax = axes[c, start + j]
+                ax = axes[c, j]
                 if j < len(picks):
                     image = ax.imshow(db[picks[j]], origin="lower", aspect="auto", cmap="magma",
                                       extent=(0, seconds, -0.5, mel.n_mels - 0.5))
-                ax.set_yticks(ticks, [f"{centres[t] / 1000:.1f}k" for t in ticks], fontsize=7)
-                ax.tick_params(axis="x", labelsize=7)
-                if start + j == 0:
-                    ax.set_ylabel(f"{name}\nHz", fontsize=8)
+                ax.set_yticks(ticks, [f"{centres[t] / 1000:.1f}k" for t in ticks] if k == j == 0 else [], fontsize=7)
+                ax.tick_params(axis="x", labelsize=7, labelbottom=c == len(classes) - 1)
+                if k == 0 and j == 0:
+                    ax.set_ylabel(f"{name}\nHz (mel scale)", fontsize=8)
                 if c == len(classes) - 1:
                     ax.set_xlabel("time (s)", fontsize=8)
-        axes[0, start].set_title(title, loc="left", fontsize=10)
-        start += ncol
+        axes[0, 0].set_title(title, loc="left", fontsize=10)
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label="dB")
+        fig.colorbar(image, ax=[ax for axes in blocks for ax in axes.flat], shrink=0.6, label="dB")
     fig.suptitle("log-mel spectrograms: one row per class")
     return _save(fig, path)
 
 
-def loss_curves(log_path: str | Path, path: str | Path) -> Path:
-    """Every loss term of a run's ``losses.jsonl`` against the iteration (log scale)."""
+def loss_curves(log_path: str | Path, path: str | Path, title: str = "distillation loss terms") -> Path:
+    """Every loss term of a run's ``losses.jsonl`` against the iteration (log scale).
+
+    Each iteration draws fresh random encoders, so the raw curve is noisy: it is drawn faint,
+    with a moving average (window: a tenth of the run) on top.
+    """
     import json
 
     plt = _pyplot()
     records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for term in [k for k in records[0] if k != "iteration"]:
-        ax.plot([r["iteration"] for r in records], [r[term] for r in records], label=term,
-                linewidth=2 if term == "total" else 1)
+    iterations = np.array([r["iteration"] for r in records])
+    window = max(1, len(records) // 10)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for k, term in enumerate(t for t in records[0] if t != "iteration"):
+        values = np.array([r[term] for r in records], dtype=float)
+        colour = f"C{k}"
+        ax.plot(iterations, values, color=colour, alpha=0.3, linewidth=0.8)
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        ax.plot(iterations[window - 1:], smooth, color=colour, linewidth=2.2 if term == "total" else 1.4, label=term)
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("loss")
-    ax.set_title("distillation loss terms")
-    ax.legend()
+    ax.set_ylabel("loss (log scale)")
+    ax.set_title(f"{title} (faint: raw; bold: mean of {window})" if window > 1 else title, fontsize=10)
+    ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     return _save(fig, path)
 

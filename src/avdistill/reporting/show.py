@@ -15,11 +15,12 @@ from avdistill.synthetic import SyntheticSet
 
 
 def show(syn: SyntheticSet, out: str | Path, before: SyntheticSet | None = None, videos: bool = True,
-         griffin_lim_iters: int = 32, progress: bool = True, dataset=None) -> dict:
+         griffin_lim_iters: int = 32, progress: bool = True, dataset=None, clips_per_class: int | None = None) -> dict:
     """Write frames.png, spectrograms.png, one WAV (and one mp4) per stored pair, and show.json.
 
     Also losses.png when the set's folder holds its ``losses.jsonl``, and embeddings.png when the
-    source `dataset` is given.
+    source `dataset` is given. `clips_per_class` limits the WAV/mp4 files to the first pairs of
+    each class (None: every pair).
     """
     out = Path(out)
     sets = ([("before", before)] if before is not None else []) + [("after" if before is not None else "synthetic", syn)]
@@ -38,6 +39,8 @@ def show(syn: SyntheticSet, out: str | Path, before: SyntheticSet | None = None,
     for i in tqdm(range(len(syn.labels)), desc="audio/video", disable=not progress, dynamic_ncols=True):
         c = int(syn.labels[i])
         k = counts[c] = counts.get(c, -1) + 1
+        if clips_per_class is not None and k >= clips_per_class:
+            continue
         stem = f"{c:02d}-{syn.classes[c]}-{k:02d}"
         samples = spectrogram_to_wave(db[i], mel, griffin_lim_iters)
         written["audio"].append(str(write_wav(out / "audio" / f"{stem}.wav", samples, mel.sample_rate)))
