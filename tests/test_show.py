@@ -92,3 +92,22 @@ def test_wav_and_mp4_decode_back_to_the_distilled_pair(tiny_dataset, tmp_path):
         scale = frames[0].shape[0] // images[i].shape[0]  # nearest-neighbour upscaling: sample the block centres
         small = frames[0][scale // 2::scale, scale // 2::scale][: images[i].shape[0], : images[i].shape[1]]
         assert np.abs(small.astype(float) - images[i]).mean() < 12  # H.264 is lossy, the picture is the frame
+
+
+def test_packed_sets_are_heard_unpacked(tiny_dataset, tmp_path):
+    """With the IDM factor the sound is each full-size training clip, not the packed 2x2 spectrogram."""
+    import soundfile
+
+    from avdistill.reporting.show import show
+
+    syn = avdistill.distill(tiny_dataset, "avdd", ipc=1, seed=0, iterations=1, real_per_class=2, herding_epochs=1,
+                            progress=False)
+    assert syn.factor == 2
+    written = show(syn, tmp_path / "show", videos=False, griffin_lim_iters=8, progress=False)
+    audio, _, labels = syn.training_pairs()
+    assert len(written["audio"]) == len(labels) == 4 * len(syn.labels)
+    source = syn.preprocessing.audio_from_model(audio)[:, 0].flatten(1).numpy()
+    samples, _ = soundfile.read(written["audio"][1])
+    again = log_mel(torch.from_numpy(samples).float(), syn.preprocessing.mel).flatten().numpy()
+    corr = [np.corrcoef(again, s)[0, 1] for s in source]
+    assert corr[1] == max(corr) and corr[1] > 0.7

@@ -24,9 +24,10 @@ def _pyplot():
     return plt
 
 
-def frames_as_images(syn: SyntheticSet) -> np.ndarray:
-    """uint8 [M, H, W, 3] pixels of the stored frames (grey frames are repeated to RGB)."""
-    pixels = syn.preprocessing.frames_from_model(syn.frames).round().to(torch.uint8)
+def frames_as_images(syn: SyntheticSet, frames: torch.Tensor | None = None) -> np.ndarray:
+    """uint8 [M, H, W, 3] pixels of the stored frames, or of `frames` in model space (grey is repeated to RGB)."""
+    frames = syn.frames if frames is None else frames
+    pixels = syn.preprocessing.frames_from_model(frames).clamp(0, 255).round().to(torch.uint8)
     pixels = pixels.permute(0, 2, 3, 1).numpy()
     return np.repeat(pixels, 3, axis=3) if pixels.shape[3] == 1 else pixels
 
@@ -35,9 +36,9 @@ def _columns(syn: SyntheticSet, c: int, per_class: int) -> list[int]:
     return [int(i) for i in (syn.labels == c).nonzero().flatten()[:per_class]]
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig, path: str | Path, dpi: int = 110) -> Path:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     _pyplot().close(fig)
     return Path(path)
 
@@ -46,8 +47,9 @@ def _block_axes(plt, n_rows: int, cols: list[int], cell: tuple[float, float], ma
                 **kwargs) -> tuple[object, list[np.ndarray]]:
     """A figure of n_rows x sum(cols) axes in column blocks (one per set), a blank spacer between blocks."""
     ratios = [r for k, n in enumerate(cols) for r in ([0.35] if k else []) + [1.0] * n]
-    fig, axes = plt.subplots(n_rows, len(ratios), squeeze=False, gridspec_kw={"width_ratios": ratios, "hspace": 0.35},
-                             figsize=(cell[0] * sum(ratios) + margin[0], cell[1] * n_rows + margin[1]), **kwargs)
+    height = cell[1] * n_rows + margin[1]
+    fig, axes = plt.subplots(n_rows, len(ratios), squeeze=False, figsize=(cell[0] * sum(ratios) + margin[0], height),
+                             gridspec_kw={"width_ratios": ratios, "hspace": 0.35, "top": 1 - 0.55 / height}, **kwargs)
     blocks, start = [], 0
     for k, n in enumerate(cols):
         if k:
@@ -77,11 +79,11 @@ def frame_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per_class
                 if k == 0 and j == 0:
                     ax.set_ylabel(name, rotation=0, ha="right", va="center")
         axes[0, 0].set_title(title, loc="left", fontsize=10)
-    fig.suptitle("frames: one row per class", y=1.0)
+    fig.suptitle("frames: one row per class", y=1 - 0.1 / fig.get_figheight())
     return _save(fig, path)
 
 
-def spectrogram_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per_class: int = 4) -> Path:
+def spectrogram_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per_class: int = 3) -> Path:
     """Log-mel spectrograms with time (s) and frequency (Hz, mel-spaced) axes; rows = classes."""
     import librosa
 
@@ -105,6 +107,8 @@ def spectrogram_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per
                     image = ax.imshow(db[picks[j]], origin="lower", aspect="auto", cmap="magma",
                                       extent=(0, seconds, -0.5, mel.n_mels - 0.5))
                 ax.set_yticks(ticks, [f"{centres[t] / 1000:.1f}k" for t in ticks] if k == j == 0 else [], fontsize=7)
+                # No tick at the clip's end: its label would run into the next picture's first one.
+                ax.set_xticks([0, seconds / 2], ["0", f"{seconds / 2:.2g}"])
                 ax.tick_params(axis="x", labelsize=7, labelbottom=c == len(classes) - 1)
                 if k == 0 and j == 0:
                     ax.set_ylabel(f"{name}\nHz (mel scale)", fontsize=8)
@@ -113,8 +117,11 @@ def spectrogram_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per
         axes[0, 0].set_title(title, loc="left", fontsize=10)
     if image is not None:
         fig.colorbar(image, ax=[ax for axes in blocks for ax in axes.flat], shrink=0.6, label="dB")
-    fig.suptitle("log-mel spectrograms: one row per class")
-    return _save(fig, path)
+    factor = max(syn.factor for _, syn in sets)
+    packed = (f" (IDM factor {factor}: each stored picture packs {factor}x{factor} downscaled clips; the axes "
+              "are the stored tensor's)") if factor > 1 else ""
+    fig.suptitle(f"log-mel spectrograms: one row per class{packed}", y=1 - 0.1 / fig.get_figheight())
+    return _save(fig, path, dpi=90)  # noise-like pictures compress badly: keep the file small
 
 
 def loss_curves(log_path: str | Path, path: str | Path, title: str = "distillation loss terms") -> Path:
