@@ -157,9 +157,9 @@ def embedding_plot(dataset, syn: SyntheticSet, path: str | Path, encoder: str = 
                    real_per_class: int = 100) -> Path:
     """PCA of real (dots) vs synthetic (stars) embeddings, one panel per modality, coloured by class.
 
-    The encoders are fresh random ones, as DM/AVDD see the data: synthetic stars sitting in the
-    middle of their class's cloud is what distribution matching aims for. The projection is fit
-    on the real points only.
+    The encoders are fresh random ones, as DM/AVDD see the data. Large markers are the class
+    means (circle: real, cross: synthetic): a cross on its circle is what distribution matching
+    aims for. The projection is fit on the real points only.
     """
     from avdistill.models import get_encoders
     from avdistill.seeding import generator
@@ -181,13 +181,24 @@ def embedding_plot(dataset, syn: SyntheticSet, path: str | Path, encoder: str = 
         basis = torch.linalg.svd(r - mean, full_matrices=False).Vh[:2].T
         rp, sp = ((r - mean) @ basis).numpy(), ((s - mean) @ basis).numpy()
         ax.scatter(rp[:, 0], rp[:, 1], c=[cmap(int(c) % cmap.N) for c in real_labels], s=6, alpha=0.35)
-        ax.scatter(sp[:, 0], sp[:, 1], c=[cmap(int(c) % cmap.N) for c in syn_labels], s=120, marker="*",
-                   edgecolors="black", linewidths=0.6)
+        crowded = len(sp) > 10 * dataset.num_classes  # hundreds of stars would hide the real points
+        ax.scatter(sp[:, 0], sp[:, 1], c=[cmap(int(c) % cmap.N) for c in syn_labels], s=25 if crowded else 120,
+                   marker="*", edgecolors="black", linewidths=0.3 if crowded else 0.6, alpha=0.6 if crowded else 1.0)
+        for c in range(dataset.num_classes):  # what distribution matching matches: the class means
+            colour = cmap(c % cmap.N)
+            ax.scatter(*rp[real_labels.numpy() == c].mean(0), s=170, marker="o", color=colour, edgecolors="black",
+                       linewidths=1.5, zorder=3)
+            ax.scatter(*sp[syn_labels.numpy() == c].mean(0), s=170, marker="X", color=colour, edgecolors="black",
+                       linewidths=1.5, zorder=3)
         ax.set_title(f"{name} embeddings (random {encoder} encoder), PCA")
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
     handles = [plt.Line2D([], [], marker="o", linestyle="", color=cmap(c % cmap.N), label=n)
                for c, n in enumerate(dataset.classes)]
+    handles += [plt.Line2D([], [], marker="o", linestyle="", color="grey", markeredgecolor="black", markersize=11,
+                           markeredgewidth=1.5, label="real class mean"),
+                plt.Line2D([], [], marker="X", linestyle="", color="grey", markeredgecolor="black", markersize=11,
+                           markeredgewidth=1.5, label="synthetic class mean")]
     handles += [plt.Line2D([], [], marker="*", linestyle="", color="grey", markeredgecolor="black",
                            markersize=12, label="synthetic")]
     fig.legend(handles=handles, loc="center right", fontsize=8)
