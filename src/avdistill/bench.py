@@ -335,10 +335,12 @@ def write_report(grid: BenchGrid, dataset, cells: list[dict], pictures: list[dic
     lines += ["## Settings", ""]
     for m in dict.fromkeys([*grid.methods, *grid.ablations]):
         cfg = dataclasses.asdict(make_config(get_method(m), grid.method_options.get(m, {})))
+        default = dataclasses.asdict(make_config(get_method(m), {}))
         given = grid.method_options.get(m, {})
-        budget = {k: cfg[k] for k in ("iterations", "real_per_class", "feature_epochs", "herding_epochs") if k in cfg}
+        budget = ", ".join(f"`{k}={cfg[k]}`" + (f" (default {default[k]})" if cfg[k] != default[k] else "")
+                           for k in ("iterations", "real_per_class", "feature_epochs", "herding_epochs") if k in cfg)
         lines.append(f"- **{m}**: options given {_fmt_options(given) or '(defaults)'}; budget "
-                     f"{_fmt_options(budget) or '(none: selects real pairs)'}")
+                     f"{budget or '(none: selects real pairs)'}")
     lines += [f"- evaluation: {_fmt_options(_changed(grid.eval_config))  or 'the AVDD protocol defaults'} "
               f"({grid.eval_config.epochs} epochs, batch {grid.eval_config.batch_size}, encoder "
               f"`{grid.eval_config.encoder}`); heads {', '.join(grid.heads)}", ""]
