@@ -405,7 +405,9 @@ def write_report(grid: BenchGrid, dataset, cells: list[dict], pictures: list[dic
         if st.get("ipc") is not None and c.get("distill_seconds") is not None and c["table"] == "main":
             seconds.setdefault(f"{st['method']} IPC {st['ipc']}", []).append(c["distill_seconds"])
     if seconds:
-        lines += ["## Distillation wall time (s per synthetic set)", ""]
+        lines += ["## Distillation wall time (s per synthetic set)", "",
+                  "Feature networks (herding, k-center, herding init) are trained once per process and seed, so "
+                  "the first set that needs them pays for them.", ""]
         lines += [f"- {k}: {sum(v) / len(v):.1f}" for k, v in seconds.items()] + [""]
     report.mkdir(parents=True, exist_ok=True)
     with atomic_path(report / "report.md") as tmp:
