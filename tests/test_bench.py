@@ -1,11 +1,15 @@
-"""`avdistill bench`: the grid, its report, and cell caching (a rerun continues, changed settings recompute)."""
+"""`avdistill bench`: the grid, its report (tables, pictures, sound), and cell caching (a rerun
+continues, changed settings recompute)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import re
+import wave
 
 import pytest
+from pngs import is_png, picture_rows
 
 from avdistill.cli import main
 
@@ -13,14 +17,17 @@ from avdistill.cli import main
 def bench_args(data, out, *extra):
     return ["bench", "--data", data, "--methods", "random,dm", "--ipc", "1,2", "--sets", "2", "--runs", "2",
             "--set", "dm.iterations=2", "--set", "dm.real_per_class=4", "--epochs", "2", "--batch-size", "8",
-            "--out", str(out), "--quiet", *extra]
+            "--griffin-lim-iters", "2", "--no-video", "--out", str(out), "--quiet", *extra]
 
 
 def test_bench_grid_report_and_cache(tiny_dataset_file, tmp_path, capsys, monkeypatch):
     data, out = tiny_dataset_file.source_path, tmp_path / "bench"
     assert main(bench_args(data, out)) == 0
     report = capsys.readouterr().out
-    assert "## Head: ensemble" in report and "IPC 2" in report and "whole data" in report
+    assert "## Main table" in report and "IPC 2 AV (ensemble)" in report and "whole data" in report
+    assert "(n=4)" in report  # 2 sets x 2 runs pooled, with the count printed
+    # Only the sections that were asked for: one head, no ablations, no retrieval.
+    assert "## Fusion study" not in report and "## Ablation" not in report and "retrieval" not in report
     cells = sorted(p.name for p in (out / "cells").iterdir())
     assert len(cells) == 2 * 2 * 2 + 1  # methods x ipc x sets, + whole data
     assert (out / "sets" / "dm-ipc2-set1" / "synthetic.safetensors").exists()
@@ -30,6 +37,21 @@ def test_bench_grid_report_and_cache(tiny_dataset_file, tmp_path, capsys, monkey
     summary = json.loads((out / "results.json").read_text())
     dm2 = [c for c in summary["cells"] if c["settings"].get("method") == "dm" and c["settings"].get("ipc") == 2]
     assert sum(len(c["accuracies"]) for c in dm2) == 4
+    # Pictures of the synthesis method (dm, not the random coreset) at the largest IPC, linked relatively.
+    links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", (out / "report.md").read_text())
+    assert sorted(links) == sorted(f"pictures/dm-ipc2/{n}.png" for n in ("frames", "spectrograms", "losses",
+                                                                            "embeddings"))
+    for link in links:
+        assert is_png(out / link)
+    assert picture_rows(out / "pictures/dm-ipc2/frames.png") == 4  # one row per class
+    assert picture_rows(out / "pictures/dm-ipc2/spectrograms.png") == 4
+    wavs = sorted((out / "pictures/dm-ipc2/audio").glob("*.wav"))
+    assert [w.name for w in wavs] == ["00-c0-00.wav", "01-c1-00.wav", "02-c2-00.wav", "03-c3-00.wav"]
+    with wave.open(str(wavs[0])) as f:
+        assert f.getnframes() == tiny_dataset_file.preprocessing.mel.clip_samples
+    # The "before" pictures show the method's own initialisation, saved beside the set.
+    assert (out / "sets" / "dm-ipc2-set0" / "initial.safetensors").exists()
+    assert "Before = the method's initialisation (init=real" in (out / "report.md").read_text()
     # A rerun evaluates and distils nothing.
     import avdistill.bench as bench
 
@@ -45,11 +67,41 @@ def test_bench_grid_report_and_cache(tiny_dataset_file, tmp_path, capsys, monkey
         main(bench_args(data, out, "--runs", "3"))
 
 
+def test_bench_fusion_ablations_and_retrieval(tiny_dataset_file, tmp_path, capsys):
+    from avdistill.methods.avdd import AVDDConfig
+
+    out, report_dir = tmp_path / "cache", tmp_path / "report"
+    args = ["bench", "--data", tiny_dataset_file.source_path, "--methods", "random", "--ipc", "1",
+            "--heads", "a,v,ensemble", "--runs", "1", "--ablations", "avdd", "--retrieval", "--epochs", "1",
+            "--batch-size", "8", "--set", "avdd.iterations=1", "--set", "avdd.real_per_class=2",
+            "--set", "avdd.herding_epochs=1", "--out", str(out), "--report", str(report_dir), "--quiet"]
+    assert main(args) == 0
+    report = (report_dir / "report.md").read_text()
+    assert capsys.readouterr().out.strip() == report.strip()
+    for section in ("## Main table", "## Fusion study", "## Ablation: avdd", "## Cross-modal retrieval"):
+        assert section in report
+    assert "| IPC 1 A " in report and "| IPC 1 V " in report
+    for head in ("random / audio-only", "random / visual-only", "random / ensemble", "whole data / ensemble"):
+        assert head in report
+    for row in AVDDConfig.ABLATIONS:
+        assert re.search(rf"\| {re.escape(row)} +\| \d+\.\d\d ± \d+\.\d\d \(n=1\)", report), row
+    assert re.search(r"\| random IPC 1 +\| [\d.]+ ± [\d.]+ +\|", report) and "| whole data " in report
+    # Ablation rows are evaluated with the AV head only; the AVDD-defaults row is one cell like any other.
+    cells = {p.name for p in (out / "cells").iterdir()}
+    assert "avdd-ipc1-set0-ensemble.json" in cells and "avdd-ipc1-set0-a.json" not in cells
+    assert sum(name.startswith("avdd") for name in cells) == len(AVDDConfig.ABLATIONS)
+    assert not (out / "report.md").exists()  # the report went to --report, the cache stayed in --out
+    rows = list(csv.DictReader((report_dir / "results.csv").open()))
+    assert {r["metric"] for r in rows} >= {"top1", "a2v R@1", "v2a median_rank"}
+
+
 @pytest.mark.parametrize("extra, words", [
     (["--set", "dm.nope=1"], "cannot set"),
     (["--set", "mtt.iterations=1"], "METHOD one of"),
     (["--heads", "telepathy"], "unknown head"),
     (["--ipc", "one"], "comma-separated integers"),
+    (["--ablations", "dm"], "declares no ablation rows"),
+    (["--picture-ipc", "5"], "not one of the grid's IPCs"),
 ])
 def test_bench_bad_options(tiny_dataset_file, tmp_path, capsys, extra, words):
     assert main(bench_args(tiny_dataset_file.source_path, tmp_path / "b", *extra)) == 2

@@ -53,7 +53,7 @@ def parse_assignment(text: str, config_class: type) -> tuple[str, object]:
     name, sep, value = text.partition("=")
     name = name.strip().replace("-", "_")
     hints = typing.get_type_hints(config_class)
-    if not sep or name not in hints:
+    if not sep or name not in {f.name for f in dataclasses.fields(config_class)}:
         valid = ", ".join(f.name for f in dataclasses.fields(config_class))
         raise ConfigError(f"cannot set {text!r}: expected NAME=VALUE with NAME one of: {valid}")
     kind = hints[name]

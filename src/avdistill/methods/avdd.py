@@ -29,6 +29,7 @@ Ablation rows of the paper as options: random init (``--init real --factor 1 --l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from avdistill.errors import ConfigError
 from avdistill.methods.base import RunContext, option, register_method
@@ -49,6 +50,16 @@ class AVDDConfig(MatchingConfig):
                          minimum=1, maximum=MAX_FACTOR)
     lam_jm: float = option(10.0, "weight of Joint Matching (AVDD: 10); equal to --lam-mgm it only rescales DM")
     lam_mgm: float = option(10.0, "weight of Modality Gap Matching (AVDD: 10); unequal to --lam-jm couples Δa and Δv")
+
+    # The paper's ablation rows as option overrides (`avdistill bench --ablations avdd` runs them).
+    ABLATIONS: ClassVar[dict[str, dict]] = {
+        "random init": {"init": "real", "factor": 1, "lam_jm": 0.0, "lam_mgm": 0.0},
+        "herding init": {"init": "herding", "factor": 1, "lam_jm": 0.0, "lam_mgm": 0.0},
+        "random init + factor": {"init": "real", "factor": 2, "lam_jm": 0.0, "lam_mgm": 0.0},
+        "herding + factor (base)": {"lam_jm": 0.0, "lam_mgm": 0.0},
+        "+ JM": {"lam_mgm": 0.0},
+        "+ JM + MGM (AVDD)": {},
+    }
 
 
 def avdd_loss(m: ClassMeans, lam_jm: float, lam_mgm: float) -> dict:

@@ -24,9 +24,10 @@ def _pyplot():
     return plt
 
 
-def frames_as_images(syn: SyntheticSet) -> np.ndarray:
-    """uint8 [M, H, W, 3] pixels of the stored frames (grey frames are repeated to RGB)."""
-    pixels = syn.preprocessing.frames_from_model(syn.frames).round().to(torch.uint8)
+def frames_as_images(syn: SyntheticSet, frames: torch.Tensor | None = None) -> np.ndarray:
+    """uint8 [M, H, W, 3] pixels of the stored frames, or of `frames` in model space (grey is repeated to RGB)."""
+    frames = syn.frames if frames is None else frames
+    pixels = syn.preprocessing.frames_from_model(frames).clamp(0, 255).round().to(torch.uint8)
     pixels = pixels.permute(0, 2, 3, 1).numpy()
     return np.repeat(pixels, 3, axis=3) if pixels.shape[3] == 1 else pixels
 
@@ -35,11 +36,29 @@ def _columns(syn: SyntheticSet, c: int, per_class: int) -> list[int]:
     return [int(i) for i in (syn.labels == c).nonzero().flatten()[:per_class]]
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig, path: str | Path, dpi: int = 110) -> Path:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     _pyplot().close(fig)
     return Path(path)
+
+
+def _block_axes(plt, n_rows: int, cols: list[int], cell: tuple[float, float], margin: tuple[float, float],
+                **kwargs) -> tuple[object, list[np.ndarray]]:
+    """A figure of n_rows x sum(cols) axes in column blocks (one per set), a blank spacer between blocks."""
+    ratios = [r for k, n in enumerate(cols) for r in ([0.35] if k else []) + [1.0] * n]
+    height = cell[1] * n_rows + margin[1]
+    fig, axes = plt.subplots(n_rows, len(ratios), squeeze=False, figsize=(cell[0] * sum(ratios) + margin[0], height),
+                             gridspec_kw={"width_ratios": ratios, "hspace": 0.35, "top": 1 - 0.55 / height}, **kwargs)
+    blocks, start = [], 0
+    for k, n in enumerate(cols):
+        if k:
+            for ax in axes[:, start]:
+                ax.set_axis_off()
+            start += 1
+        blocks.append(axes[:, start:start + n])
+        start += n
+    return fig, blocks
 
 
 def frame_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per_class: int = 10) -> Path:
@@ -47,27 +66,24 @@ def frame_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per_class
     plt = _pyplot()
     classes = sets[0][1].classes
     cols = [min(per_class, max(len(_columns(s, c, per_class)) for c in range(len(classes)))) for _, s in sets]
-    fig, axes = plt.subplots(len(classes), sum(cols), figsize=(0.9 * sum(cols) + 1, 0.9 * len(classes) + 0.6),
-                             squeeze=False)
-    start = 0
-    for (title, syn), ncol in zip(sets, cols):
+    fig, blocks = _block_axes(plt, len(classes), cols, (0.9, 0.9), (1.0, 0.6))
+    for k, ((title, syn), ncol, axes) in enumerate(zip(sets, cols, blocks)):
         images = frames_as_images(syn)
         for c, name in enumerate(classes):
             picks = _columns(syn, c, ncol)
             for j in range(ncol):
-                ax = axes[c, start + j]
+                ax = axes[c, j]
                 ax.set_xticks([]), ax.set_yticks([])
                 if j < len(picks):
                     ax.imshow(images[picks[j]], interpolation="nearest")
-                if start + j == 0:
+                if k == 0 and j == 0:
                     ax.set_ylabel(name, rotation=0, ha="right", va="center")
-        axes[0, start].set_title(title, loc="left", fontsize=10)
-        start += ncol
-    fig.suptitle("frames: one row per class", y=1.0)
+        axes[0, 0].set_title(title, loc="left", fontsize=10)
+    fig.suptitle("frames: one row per class", y=1 - 0.1 / fig.get_figheight())
     return _save(fig, path)
 
 
-def spectrogram_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per_class: int = 4) -> Path:
+def spectrogram_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per_class: int = 3) -> Path:
     """Log-mel spectrograms with time (s) and frequency (Hz, mel-spaced) axes; rows = classes."""
     import librosa
 
@@ -79,47 +95,59 @@ def spectrogram_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per
     centres = librosa.mel_frequencies(mel.n_mels + 2, fmin=mel.f_min, fmax=f_max, htk=True)[1:-1]
     ticks = np.linspace(0, mel.n_mels - 1, 4).round().astype(int)
     cols = [min(per_class, max(len(_columns(s, c, per_class)) for c in range(len(classes)))) for _, s in sets]
-    fig, axes = plt.subplots(len(classes), sum(cols), figsize=(1.9 * sum(cols) + 1, 1.3 * len(classes) + 0.8),
-                             squeeze=False, sharex=True, sharey=True)
-    start, image = 0, None
-    for (title, syn), ncol in zip(sets, cols):
+    fig, blocks = _block_axes(plt, len(classes), cols, (1.9, 1.3), (1.4, 0.8))
+    image = None
+    for k, ((title, syn), ncol, axes) in enumerate(zip(sets, cols, blocks)):
         db = syn.preprocessing.audio_from_model(syn.audio)[:, 0].numpy()
         for c, name in enumerate(classes):
             picks = _columns(syn, c, ncol)
             for j in range(ncol):
-                ax = axes[c, start + j]
+                ax = axes[c, j]
                 if j < len(picks):
                     image = ax.imshow(db[picks[j]], origin="lower", aspect="auto", cmap="magma",
                                       extent=(0, seconds, -0.5, mel.n_mels - 0.5))
-                ax.set_yticks(ticks, [f"{centres[t] / 1000:.1f}k" for t in ticks], fontsize=7)
-                ax.tick_params(axis="x", labelsize=7)
-                if start + j == 0:
-                    ax.set_ylabel(f"{name}\nHz", fontsize=8)
+                ax.set_yticks(ticks, [f"{centres[t] / 1000:.1f}k" for t in ticks] if k == j == 0 else [], fontsize=7)
+                # No tick at the clip's end: its label would run into the next picture's first one.
+                ax.set_xticks([0, seconds / 2], ["0", f"{seconds / 2:.2g}"])
+                ax.tick_params(axis="x", labelsize=7, labelbottom=c == len(classes) - 1)
+                if k == 0 and j == 0:
+                    ax.set_ylabel(f"{name}\nHz (mel scale)", fontsize=8)
                 if c == len(classes) - 1:
                     ax.set_xlabel("time (s)", fontsize=8)
-        axes[0, start].set_title(title, loc="left", fontsize=10)
-        start += ncol
+        axes[0, 0].set_title(title, loc="left", fontsize=10)
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label="dB")
-    fig.suptitle("log-mel spectrograms: one row per class")
-    return _save(fig, path)
+        fig.colorbar(image, ax=[ax for axes in blocks for ax in axes.flat], shrink=0.6, label="dB")
+    factor = max(syn.factor for _, syn in sets)
+    packed = (f"\n(IDM factor {factor}: each stored picture packs {factor}x{factor} downscaled clips; the axes "
+              "are the stored tensor's)") if factor > 1 else ""
+    fig.suptitle(f"log-mel spectrograms: one row per class{packed}", y=1 - 0.1 / fig.get_figheight())
+    return _save(fig, path, dpi=90)  # noise-like pictures compress badly: keep the file small
 
 
-def loss_curves(log_path: str | Path, path: str | Path) -> Path:
-    """Every loss term of a run's ``losses.jsonl`` against the iteration (log scale)."""
+def loss_curves(log_path: str | Path, path: str | Path, title: str = "distillation loss terms") -> Path:
+    """Every loss term of a run's ``losses.jsonl`` against the iteration (log scale).
+
+    Each iteration draws fresh random encoders, so the raw curve is noisy: it is drawn faint,
+    with a moving average (window: a tenth of the run) on top.
+    """
     import json
 
     plt = _pyplot()
     records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for term in [k for k in records[0] if k != "iteration"]:
-        ax.plot([r["iteration"] for r in records], [r[term] for r in records], label=term,
-                linewidth=2 if term == "total" else 1)
+    iterations = np.array([r["iteration"] for r in records])
+    window = max(1, len(records) // 10)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for k, term in enumerate(t for t in records[0] if t != "iteration"):
+        values = np.array([r[term] for r in records], dtype=float)
+        colour = f"C{k}"
+        ax.plot(iterations, values, color=colour, alpha=0.3, linewidth=0.8)
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        ax.plot(iterations[window - 1:], smooth, color=colour, linewidth=2.2 if term == "total" else 1.4, label=term)
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("loss")
-    ax.set_title("distillation loss terms")
-    ax.legend()
+    ax.set_ylabel("loss (log scale)")
+    ax.set_title(f"{title} (faint: raw; bold: mean of {window})" if window > 1 else title, fontsize=10)
+    ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -129,9 +157,9 @@ def embedding_plot(dataset, syn: SyntheticSet, path: str | Path, encoder: str = 
                    real_per_class: int = 100) -> Path:
     """PCA of real (dots) vs synthetic (stars) embeddings, one panel per modality, coloured by class.
 
-    The encoders are fresh random ones, as DM/AVDD see the data: synthetic stars sitting in the
-    middle of their class's cloud is what distribution matching aims for. The projection is fit
-    on the real points only.
+    The encoders are fresh random ones, as DM/AVDD see the data. Large markers are the class
+    means (circle: real, cross: synthetic): a cross on its circle is what distribution matching
+    aims for. The projection is fit on the real points only.
     """
     from avdistill.models import get_encoders
     from avdistill.seeding import generator
@@ -153,13 +181,24 @@ def embedding_plot(dataset, syn: SyntheticSet, path: str | Path, encoder: str = 
         basis = torch.linalg.svd(r - mean, full_matrices=False).Vh[:2].T
         rp, sp = ((r - mean) @ basis).numpy(), ((s - mean) @ basis).numpy()
         ax.scatter(rp[:, 0], rp[:, 1], c=[cmap(int(c) % cmap.N) for c in real_labels], s=6, alpha=0.35)
-        ax.scatter(sp[:, 0], sp[:, 1], c=[cmap(int(c) % cmap.N) for c in syn_labels], s=120, marker="*",
-                   edgecolors="black", linewidths=0.6)
+        crowded = len(sp) > 10 * dataset.num_classes  # hundreds of stars would hide the real points
+        ax.scatter(sp[:, 0], sp[:, 1], c=[cmap(int(c) % cmap.N) for c in syn_labels], s=25 if crowded else 120,
+                   marker="*", edgecolors="black", linewidths=0.3 if crowded else 0.6, alpha=0.6 if crowded else 1.0)
+        for c in range(dataset.num_classes):  # what distribution matching matches: the class means
+            colour = cmap(c % cmap.N)
+            ax.scatter(*rp[real_labels.numpy() == c].mean(0), s=170, marker="o", color=colour, edgecolors="black",
+                       linewidths=1.5, zorder=3)
+            ax.scatter(*sp[syn_labels.numpy() == c].mean(0), s=170, marker="X", color=colour, edgecolors="black",
+                       linewidths=1.5, zorder=3)
         ax.set_title(f"{name} embeddings (random {encoder} encoder), PCA")
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
     handles = [plt.Line2D([], [], marker="o", linestyle="", color=cmap(c % cmap.N), label=n)
                for c, n in enumerate(dataset.classes)]
+    handles += [plt.Line2D([], [], marker="o", linestyle="", color="grey", markeredgecolor="black", markersize=11,
+                           markeredgewidth=1.5, label="real class mean"),
+                plt.Line2D([], [], marker="X", linestyle="", color="grey", markeredgecolor="black", markersize=11,
+                           markeredgewidth=1.5, label="synthetic class mean")]
     handles += [plt.Line2D([], [], marker="*", linestyle="", color="grey", markeredgecolor="black",
                            markersize=12, label="synthetic")]
     fig.legend(handles=handles, loc="center right", fontsize=8)

@@ -6,19 +6,20 @@ from __future__ import annotations
 from tabulate import tabulate
 
 
-def cell(accuracies: list[float]) -> str:
-    """'mean ± std' in percent, as the papers print it."""
+def cell(accuracies: list[float], count: bool = False) -> str:
+    """'mean ± std' in percent, as the papers print it; with `count`, the number of runs: '(n=6)'."""
     import statistics
 
     mean = 100 * statistics.fmean(accuracies)
     std = 100 * statistics.pstdev(accuracies) if len(accuracies) > 1 else 0.0
-    return f"{mean:.2f} ± {std:.2f}"
+    return f"{mean:.2f} ± {std:.2f}" + (f" (n={len(accuracies)})" if count else "")
 
 
 def accuracy_table(results: dict[str, dict[str, list[float]]], columns: list[str], fmt: str = "github",
-                   row_header: str = "method") -> str:
-    """results[row][column] = accuracies (0..1). Missing cells print as '–'."""
-    rows = [[name] + [cell(by_col[c]) if c in by_col else "–" for c in columns] for name, by_col in results.items()]
+                   row_header: str = "method", counts: bool = False) -> str:
+    """results[row][column] = accuracies (0..1). Missing cells print as '–'; `counts` adds each cell's n."""
+    rows = [[name] + [cell(by_col[c], counts) if c in by_col else "–" for c in columns]
+            for name, by_col in results.items()]
     return tabulate(rows, headers=[row_header] + columns, tablefmt=fmt, disable_numparse=True)
 
 
