@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# The CPU build of PyTorch this project is tested with (the package itself accepts torch>=2.2,<3).
+# The CPU build of PyTorch this project is tested with (the package itself accepts torch>=2.6,<3).
 TORCH  ?= torch==2.13.0
 
 .PHONY: setup test demo bench clean
