@@ -118,9 +118,9 @@ def spectrogram_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per
     if image is not None:
         fig.colorbar(image, ax=[ax for axes in blocks for ax in axes.flat], shrink=0.6, label="dB")
     factor = max(syn.factor for _, syn in sets)
-    packed = (f"\n(IDM factor {factor}: each stored picture packs {factor}x{factor} downscaled clips; the axes "
-              "are the stored tensor's)") if factor > 1 else ""
-    fig.suptitle(f"log-mel spectrograms: one row per class{packed}", y=1 - 0.1 / fig.get_figheight())
+    # One title line: a second one would run into the set titles below it.
+    packed = f"; IDM factor {factor}: each picture packs {factor}x{factor} downscaled clips" if factor > 1 else ""
+    fig.suptitle(f"log-mel spectrograms, one row per class{packed}", y=1 - 0.1 / fig.get_figheight())
     return _save(fig, path, dpi=90)  # noise-like pictures compress badly: keep the file small
 
 
