@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-_PURPOSES = {"encoders": 1, "augment": 2, "real_batch": 3, "init": 4, "shuffle": 5, "head": 6}
+_PURPOSES = {"encoders": 1, "augment": 2, "real_batch": 3, "init": 4, "shuffle": 5, "head": 6, "bank": 7, "bank_entry": 8}
 
 
 def derive_seed(seed: int, purpose: str, *steps: int) -> int:

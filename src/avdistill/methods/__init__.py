@@ -10,6 +10,7 @@ from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError
 from avdistill.io import versions
 from avdistill.methods import avdd, dm, herding, kcenter, random  # noqa: F401  (registers the methods)
+from avdistill.methods import davdd  # noqa: F401,E402  (registers DAVDD)
 from avdistill.methods.base import METHODS, RunContext, fingerprint, get_method, make_config
 from avdistill.methods.loop import finish
 from avdistill.synthetic import SyntheticSet
