@@ -252,9 +252,11 @@ def _train_entry(dataset: AVDataset, cfg: BankConfig, k: int) -> tuple[BankEntry
 
 
 def _empty_entry(dataset: AVDataset, cfg: BankConfig) -> BankEntry:
+    """Modules of the right shapes for loading a stored entry (their initial weights are overwritten)."""
     prep = dataset.preprocessing
-    f_audio, f_visual = get_encoders(cfg.encoder, prep.audio_shape, prep.frame_shape)
-    return BankEntry(f_audio, f_visual, Decoupler(f_audio.embed_dim, cfg), Decoupler(f_visual.embed_dim, cfg))
+    with torch.random.fork_rng(devices=[]):  # leave the global RNG untouched
+        f_audio, f_visual = get_encoders(cfg.encoder, prep.audio_shape, prep.frame_shape)
+        return BankEntry(f_audio, f_visual, Decoupler(f_audio.embed_dim, cfg), Decoupler(f_visual.embed_dim, cfg))
 
 
 def _state(entry: BankEntry) -> dict[str, torch.Tensor]:
