@@ -1,4 +1,4 @@
-"""Benchmark: coresets vs DM vs AVDD, and AVDD's ablation rows, on AV-Digits at IPC 1 and 10.
+"""Benchmark: coresets vs DM vs AVDD vs DAVDD, and AVDD's and DAVDD's ablation rows, on AV-Digits at IPC 1 and 10.
 
 Every (cell, seed) distils one synthetic set and evaluates it with the AVDD protocol
 (`--eval-runs` fresh networks) in a forked child process, whose peak RSS (distillation and
@@ -39,6 +39,7 @@ COMPARISON = {
     "DM": ("dm", {}),
     "AVDD": ("avdd", {}),
     "MTT": ("mtt", {}),
+    "DAVDD": ("davdd", {}),
 }
 ABLATION = {
     "random init": ("avdd", {"init": "real", "factor": 1, **NO_CROSS}),
@@ -48,27 +49,41 @@ ABLATION = {
     "+ JM": ("avdd", {"lam_mgm": 0.0}),
     "+ JM + MGM (AVDD)": ("avdd", {}),
 }
+DAVDD_ABLATION = {
+    "DAVDD (all terms)": ("davdd", {}),
+    "random bank": ("davdd", {"bank": "random"}),
+    "no decoupling": ("davdd", {"decoupler": "none"}),
+    "− private matching": ("davdd", {"lam_private": 0.0}),
+    "− CIM": ("davdd", {"lam_cim": 0.0}),
+    "− sample alignment": ("davdd", {"lam_sample": 0.0}),
+    "− distribution alignment": ("davdd", {"lam_dist": 0.0}),
+}
+ABLATION_IPCS = {"davdd": (10,)}  # compute is short: DAVDD's ablation rows run at IPC 10 only
 
 
 def method_options(method: str, options: dict, args) -> dict:
     """The benchmark's reduced budget, restricted to the options `method`'s config has (coresets take none).
 
-    Methods with an expert cache (MTT) keep it under `--out`, so every job of the benchmark shares one bank.
+    Methods with a cache of trained networks (MTT's experts, DAVDD's banks) keep it under `--out`, so every
+    job of the benchmark shares one.
     """
     budget = {"feature_epochs": args.feature_epochs, "iterations": args.iterations,
               "real_per_class": args.real_per_class, "herding_epochs": args.feature_epochs, "checkpoint_every": 25,
-              "expert_dir": str(Path(args.out) / "mtt-experts")}
+              "expert_dir": str(Path(args.out) / "mtt-experts"), "bank_dir": str(Path(args.out) / "davdd-banks")}
     names = {f.name for f in dataclasses.fields(get_method(method).config_class)}
     return {**{k: v for k, v in budget.items() if k in names}, **options}
 
 
 def jobs(args) -> dict[str, tuple[int, str, dict, int]]:
-    """key -> (ipc, method, options, seed), unique, in priority order: comparisons first, then ablations."""
+    """key -> (ipc, method, options, seed), unique, in priority order: comparisons first, then ablations;
+    within a table seed by seed, so a run cut short still has every row at fewer seeds."""
     out = {}
-    for rows in (COMPARISON, ABLATION):
-        for ipc in args.ipcs:
-            for method, options in rows.values():
-                for seed in range(args.seeds):
+    for rows in (COMPARISON, ABLATION, DAVDD_ABLATION):
+        for seed in range(args.seeds):
+            for ipc in args.ipcs:
+                for method, options in rows.values():
+                    if rows is not COMPARISON and ipc not in ABLATION_IPCS.get(method, (ipc,)):
+                        continue
                     out.setdefault(job_key(ipc, method, options, seed), (ipc, method, options, seed))
     return out
 
@@ -117,9 +132,20 @@ def precompute_features(data, args, out: Path) -> None:
                               "seconds": round(time.perf_counter() - start, 1)})
 
 
+def precompute_banks(data, selected, args) -> None:
+    """Train each DAVDD bank the selected jobs use before any timed job (its seconds go to its bank.json)."""
+    from avdistill.methods import get_method, make_config
+    from avdistill.methods.davdd import prepare_bank
+
+    for _, method, options, _ in selected:
+        if method == "davdd":
+            prepare_bank(data, make_config(get_method("davdd"), method_options(method, options, args)),
+                         progress=args.progress)
+
+
 def report(args, out: Path) -> str:
     lines = []
-    for title, rows in (("comparison", COMPARISON), ("ablation", ABLATION)):
+    for title, rows in (("comparison", COMPARISON), ("ablation", ABLATION), ("DAVDD ablation", DAVDD_ABLATION)):
         table = []
         for row, (method, options) in rows.items():
             cells = [row]
@@ -136,10 +162,15 @@ def report(args, out: Path) -> str:
                 peaks = [r["peak_rss_mib"] for r in recs if "peak_rss_mib" in r]
                 cells.append(f"{max(peaks)}" if peaks else "–")
             table.append(cells)
-        headers = ["method" if title == "comparison" else "AVDD ablation row"]
+        headers = [{"comparison": "method", "ablation": "AVDD ablation row"}.get(title, "DAVDD ablation row")]
         for ipc in args.ipcs:
             headers += [f"IPC {ipc} acc % (sets×runs)", f"IPC {ipc} s/set", f"IPC {ipc} peak MiB"]
         lines += [f"### {title}", "", tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    banks = sorted(out.glob("davdd-banks/*/bank.json"))
+    if banks:
+        infos = [json.loads(p.read_text()) for p in banks]
+        lines.append("DAVDD banks (trained once, cached, not included in the s/set column): " + "; ".join(
+            f"{i['config']['kind']}/{i['config']['decoupler']} {i['seconds']:.0f} s" for i in infos) + ".")
     features = sorted(out.glob("features/seed*.json"))
     if features:
         secs = [json.loads(p.read_text())["seconds"] for p in features]
@@ -172,6 +203,7 @@ def main() -> None:
     data = avdistill.load_dataset("av-digits")
     precompute_features(data, args, out)
     selected = [job for job in jobs(args).values() if not args.methods or job[1] in args.methods.split(",")]
+    precompute_banks(data, selected, args)
     for ipc, method, options, seed in selected[k::n]:
         run_job(data, ipc, method, options, seed, args, out)
 

@@ -12,7 +12,7 @@ from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError, DataError
 from avdistill.io import check_output_dir, versions
 from avdistill.methods import avdd, dm, herding, kcenter, random  # noqa: F401  (registers the methods)
-from avdistill.methods import mtt  # noqa: F401  (registers MTT)
+from avdistill.methods import davdd, mtt  # noqa: F401  (registers DAVDD and MTT)
 from avdistill.methods.base import METHODS, RunContext, fingerprint, get_method, make_config
 from avdistill.methods.loop import finish
 from avdistill.synthetic import SyntheticSet

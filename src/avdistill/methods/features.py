@@ -31,13 +31,19 @@ def _embed_train(dataset: AVDataset, encoder: str, epochs: int, seed: int, progr
                  batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     f_audio, f_visual, _ = train_networks(dataset.train, dataset, EvalConfig(epochs=epochs, encoder=encoder),
                                           derive_seed(seed, "encoders", 20_000), progress=progress)
+    return embed_train_pairs(f_audio, f_visual, dataset, batch_size)
+
+
+def embed_train_pairs(f_audio, f_visual, dataset: AVDataset, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N_train, D_a] and [N_train, D_v] embeddings of every training pair, eval mode, no augmentation."""
     f_audio.eval(), f_visual.eval()
+    device = next(f_audio.parameters()).device
     audio_parts, visual_parts = [], []
     with torch.no_grad():
         for idx in torch.arange(len(dataset.train)).split(batch_size):
             audio, frames, _ = dataset.model_inputs(dataset.train.subset(idx))
-            audio_parts.append(f_audio(audio))
-            visual_parts.append(f_visual(frames))
+            audio_parts.append(f_audio(audio.to(device)))
+            visual_parts.append(f_visual(frames.to(device)))
     return torch.cat(audio_parts), torch.cat(visual_parts)
 
 

@@ -5,8 +5,10 @@ A method supplies ``loss_terms(iteration, audio, frames) -> {name: scalar tensor
 ``"total"`` entry, and may hand the loop further learnable tensors of its own (``extra``, e.g.
 MTT's step size), each with its own learning rate: the same optimiser updates them in place, and
 the checkpoints store and restore them (and their momentum) exactly like the audio and frames.
-Because all per-iteration randomness is derived from (seed, iteration), a run resumed from a
-checkpoint continues exactly as if it had never stopped.
+A method that carries state across iterations (DAVDD's EMA prototypes) passes it as ``state``,
+a dict of tensors it updates in place: the checkpoint saves it and a resume restores it. Because
+all per-iteration randomness is derived from (seed, iteration), a run resumed from a checkpoint
+continues exactly as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
                        lr_audio: float, lr_frames: float, momentum: float, fingerprint: str,
                        workdir: Path | None = None, checkpoint_every: int = 50, progress: bool = True,
                        desc: str = "distill", extra: dict[str, tuple[torch.Tensor, float]] | None = None,
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+                       state: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise the method's loss over the synthetic audio and frames; return the final tensors.
 
     `extra` maps a name to (leaf tensor, learning rate): tensors the method's loss reads (through
-    its closure) and the loop optimises in place alongside the synthetic set.
+    its closure) and the loop optimises in place alongside the synthetic set. `state` maps a name to
+    a tensor the method changes across iterations (not optimised), checkpointed and restored in place.
     """
     audio = audio.detach().clone().requires_grad_(True)
     frames = frames.detach().clone().requires_grad_(True)
@@ -50,11 +53,12 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
                                  *({"params": [tensor], "lr": lr} for tensor, lr in extra.values())],
                                 momentum=momentum)
     learnable = {"audio": audio, "frames": frames, **{f"extra.{name}": t for name, (t, _) in extra.items()}}
+    state = state or {}
     start = 0
     log_path = workdir / LOSS_LOG if workdir else None
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
-        start = _resume(workdir, fingerprint, learnable, optimizer)
+        start = _resume(workdir, fingerprint, learnable, optimizer, state)
         _truncate_log(log_path, start)
     log = open(log_path, "a") if log_path else None
     try:
@@ -75,7 +79,7 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
             done = iteration + 1
             if workdir is not None and (done % checkpoint_every == 0) and done < iterations:
                 log.flush()
-                _save_checkpoint(workdir, fingerprint, done, learnable, optimizer)
+                _save_checkpoint(workdir, fingerprint, done, learnable, optimizer, state)
     finally:
         if log:
             log.close()
@@ -89,8 +93,9 @@ def finish(workdir: Path | None) -> None:
 
 
 def _save_checkpoint(workdir: Path, fingerprint: str, done: int, learnable: dict[str, torch.Tensor],
-                     optimizer) -> None:
+                     optimizer, state: dict[str, torch.Tensor]) -> None:
     tensors = {name: param.detach().cpu() for name, param in learnable.items()}
+    tensors.update({f"state.{name}": value.detach().cpu().contiguous() for name, value in state.items()})
     for name, param in learnable.items():
         buffer = optimizer.state.get(param, {}).get("momentum_buffer")
         if buffer is not None:
@@ -100,7 +105,8 @@ def _save_checkpoint(workdir: Path, fingerprint: str, done: int, learnable: dict
                                                "sha256": json.dumps(tensor_digests(tensors))})
 
 
-def _resume(workdir: Path, fingerprint: str, learnable: dict[str, torch.Tensor], optimizer) -> int:
+def _resume(workdir: Path, fingerprint: str, learnable: dict[str, torch.Tensor], optimizer,
+            state: dict[str, torch.Tensor]) -> int:
     path = workdir / CHECKPOINT
     if not path.exists():
         return 0
@@ -118,11 +124,12 @@ def _resume(workdir: Path, fingerprint: str, learnable: dict[str, torch.Tensor],
     if meta.get("fingerprint") != fingerprint:
         raise ConfigError(f"{path} was written by a run with other settings; use another output folder "
                           "or delete the checkpoint to start over")
-    if any(name not in tensors or tensors[name].shape != param.shape for name, param in learnable.items()):
+    wanted = {**learnable, **{f"state.{name}": value for name, value in state.items()}}
+    if any(name not in tensors or tensors[name].shape != value.shape for name, value in wanted.items()):
         raise DataError(path, "damaged checkpoint (its tensors differ from this run's); delete it to start over")
     with torch.no_grad():
-        for name, param in learnable.items():
-            param.copy_(tensors[name])
+        for name, value in wanted.items():
+            value.copy_(tensors[name])
     for name, param in learnable.items():
         if f"momentum.{name}" in tensors:
             optimizer.state[param]["momentum_buffer"] = tensors[f"momentum.{name}"].to(param.device)

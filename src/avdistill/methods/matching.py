@@ -2,10 +2,11 @@
 the real batch sampler, and one matching step that every member builds its loss from.
 
 A matching step (:class:`MeanMatcher`): draw fresh, randomly initialised, frozen audio and
-visual encoders; draw a batch of real pairs of every class; expand the synthetic set with the
-IDM factor technique (before augmentation); augment real and synthetic with the *same* DSA
-draw (one seed per iteration, shared by real/synthetic and both modalities, as in AVDD);
-return the per-class mean embeddings of all four. Methods differ only in the loss they build
+visual encoders (or take them from another source: DAVDD's pretrained bank); draw a batch of
+real pairs of every class; expand the synthetic set with the IDM factor technique (before
+augmentation); augment real and synthetic with the *same* DSA draw (one seed per iteration,
+shared by real/synthetic and both modalities, as in AVDD); return the per-class mean
+embeddings of all four (or the per-sample embeddings, :meth:`MeanMatcher.embed`). Methods differ only in the loss they build
 from those means, then share the initialisation and the optimisation loop (:func:`run_matching`).
 """
 
@@ -81,6 +82,21 @@ def mean_matching_loss(real_means: torch.Tensor, syn_means: torch.Tensor) -> tor
 
 
 @dataclass
+class Embeddings:
+    """Per-sample embeddings of one matching step: the real batch (no gradient) and the expanded synthetic set."""
+
+    real_audio: torch.Tensor
+    real_visual: torch.Tensor
+    real_labels: torch.Tensor
+    syn_audio: torch.Tensor
+    syn_visual: torch.Tensor
+    syn_labels: torch.Tensor
+
+
+EncoderSource = Callable[[int], tuple[torch.nn.Module, torch.nn.Module]]
+
+
+@dataclass
 class ClassMeans:
     """[num_classes, D] mean embeddings of one matching step; the real ones carry no gradient."""
 
@@ -93,7 +109,10 @@ class ClassMeans:
 class MeanMatcher:
     """One matching step of the DM family (see the module docstring); a pure function of (seed, iteration)."""
 
-    def __init__(self, dataset: AVDataset, cfg: MatchingConfig, labels: torch.Tensor, run: RunContext):
+    def __init__(self, dataset: AVDataset, cfg: MatchingConfig, labels: torch.Tensor, run: RunContext,
+                 encoders: EncoderSource | None = None):
+        """`encoders(iteration) -> (f_audio, f_visual)`, frozen; default: fresh random ones per iteration (DM)."""
+        self.encoders = encoders or self.random_encoders
         self.prep = dataset.preprocessing
         self.num_classes = dataset.num_classes
         self.encoder = cfg.encoder
@@ -104,31 +123,52 @@ class MeanMatcher:
         self.seed = run.seed
         self.device = run.device
 
-    def __call__(self, iteration: int, syn_audio: torch.Tensor, syn_frames: torch.Tensor) -> ClassMeans:
+    def random_encoders(self, iteration: int) -> tuple[torch.nn.Module, torch.nn.Module]:
         f_audio, f_visual = get_encoders(self.encoder, self.prep.audio_shape, self.prep.frame_shape,
                                          derive_seed(self.seed, "encoders", iteration), self.device)
         for p in (*f_audio.parameters(), *f_visual.parameters()):
             p.requires_grad_(False)
+        return f_audio, f_visual
+
+    def embed(self, iteration: int, syn_audio: torch.Tensor, syn_frames: torch.Tensor) -> Embeddings:
+        """Per-sample embeddings of a real batch and the synthetic set under one shared DSA draw."""
+        f_audio, f_visual = self.encoders(iteration)
         real_audio, real_frames, real_labels = self.sampler.sample(self.seed, iteration)
         aug_seed = derive_seed(self.seed, "augment", iteration)
-        C = self.num_classes
         with torch.no_grad():
-            real_a = class_means(f_audio(self.augment(real_audio, aug_seed)), real_labels, C)
-            real_v = class_means(f_visual(self.augment(real_frames, aug_seed)), real_labels, C)
-        syn_a = class_means(f_audio(self.augment(expand(syn_audio, self.factor), aug_seed)), self.labels, C)
-        syn_v = class_means(f_visual(self.augment(expand(syn_frames, self.factor), aug_seed)), self.labels, C)
-        return ClassMeans(real_a, real_v, syn_a, syn_v)
+            real_a = f_audio(self.augment(real_audio, aug_seed))
+            real_v = f_visual(self.augment(real_frames, aug_seed))
+        syn_a = f_audio(self.augment(expand(syn_audio, self.factor), aug_seed))
+        syn_v = f_visual(self.augment(expand(syn_frames, self.factor), aug_seed))
+        return Embeddings(real_a, real_v, real_labels, syn_a, syn_v, self.labels)
+
+    def __call__(self, iteration: int, syn_audio: torch.Tensor, syn_frames: torch.Tensor) -> ClassMeans:
+        e = self.embed(iteration, syn_audio, syn_frames)
+        C = self.num_classes
+        return ClassMeans(class_means(e.real_audio, e.real_labels, C), class_means(e.real_visual, e.real_labels, C),
+                          class_means(e.syn_audio, e.syn_labels, C), class_means(e.syn_visual, e.syn_labels, C))
 
 
 def run_matching(dataset: AVDataset, ipc: int, cfg: MatchingConfig, run: RunContext,
                  loss: Callable[[ClassMeans], dict[str, torch.Tensor]], name: str):
     """Initialise, then minimise ``loss(means)["total"]`` with the shared loop; return the synthetic tensors."""
+    return optimise_matching(dataset, ipc, cfg, run, lambda matcher, it, a, f: loss(matcher(it, a, f)), name)
+
+
+MatchingStep = Callable[[MeanMatcher, int, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+
+
+def optimise_matching(dataset: AVDataset, ipc: int, cfg: MatchingConfig, run: RunContext, step: MatchingStep,
+                      name: str, encoders: EncoderSource | None = None,
+                      state: dict[str, torch.Tensor] | None = None):
+    """:func:`run_matching` for methods that need more than class means: ``step(matcher, iteration, audio,
+    frames)`` returns the loss terms; `encoders` replaces the random ones and `state` is checkpointed."""
     herding = HerdingFeatures(cfg.herding_space, cfg.encoder, cfg.herding_epochs, run.progress)
     audio, frames, labels = initial_synthetic(dataset, ipc, cfg.init, run.seed, cfg.factor, herding)
-    matcher = MeanMatcher(dataset, cfg, labels, run)
+    matcher = MeanMatcher(dataset, cfg, labels, run, encoders)
     audio, frames = optimise_synthetic(
-        audio.to(run.device), frames.to(run.device), lambda it, a, f: loss(matcher(it, a, f)),
+        audio.to(run.device), frames.to(run.device), lambda it, a, f: step(matcher, it, a, f),
         iterations=cfg.iterations, lr_audio=cfg.lr_audio, lr_frames=cfg.lr_frames, momentum=cfg.momentum,
         fingerprint=run.fingerprint, workdir=run.workdir, checkpoint_every=cfg.checkpoint_every,
-        progress=run.progress, desc=f"{name} ipc={ipc}")
+        progress=run.progress, desc=f"{name} ipc={ipc}", state=state)
     return audio.cpu(), frames.cpu(), labels
