@@ -226,6 +226,18 @@ def _avdd_dict(num_classes: int = 2, per_class: int = 2) -> dict:
     return d
 
 
+def _loads_or_refuses(load, path: Path, context):
+    """What `load()` returns, or None after an AVDistillError that names `path` (`context`: the faults, for failures)."""
+    try:
+        loaded = load()
+    except AVDistillError as exc:
+        assert str(path) in str(exc), context
+        event("refused")
+        return None
+    event("loaded")
+    return loaded
+
+
 @FUZZ
 @given(data=st.data())
 def test_fuzzed_avdd_pt_files_load_usable_data_or_fail_clearly(tmp_path_factory, data):
@@ -234,14 +246,9 @@ def test_fuzzed_avdd_pt_files_load_usable_data_or_fail_clearly(tmp_path_factory,
               for _ in range(data.draw(st.integers(0, 3), label="faults"))]
     path = tmp_path_factory.mktemp("pt") / "fuzz.pt"
     torch.save(obj, path)
-    try:
-        dataset = load_avdd(path)
-    except AVDistillError as exc:
-        assert str(path) in str(exc), faults
-        event("refused")
-    else:
+    dataset = _loads_or_refuses(lambda: load_avdd(path), path, faults)
+    if dataset is not None:
         _check_usable(dataset)
-        event("loaded")
 
 
 def _raw_file(path: Path, tensors: dict, header: dict) -> Path:
@@ -271,14 +278,9 @@ def test_fuzzed_prepared_datasets_load_usable_data_or_fail_clearly(tmp_path_fact
         header["format"] = data.draw(st.sampled_from([None, "avdistill.synthetic/1", 7]))
     path = _raw_file(tmp_path_factory.mktemp("prep") / "fuzz.safetensors", tensors, header)
     for mmap in (False, True):
-        try:
-            loaded = load_prepared(path, mmap=mmap)
-        except AVDistillError as exc:
-            assert str(path) in str(exc), (faults, damage)
-            event("refused")
-        else:
+        loaded = _loads_or_refuses(lambda: load_prepared(path, mmap=mmap), path, (faults, damage))
+        if loaded is not None:
             _check_usable(loaded)
-            event("loaded")
 
 
 @FUZZ
@@ -294,13 +296,8 @@ def test_fuzzed_synthetic_sets_load_usable_sets_or_fail_clearly(tmp_path_factory
     if data.draw(st.booleans(), label="bad classes"):
         header["classes"] = data.draw(st.sampled_from([None, "ab", ["a"], [1, 2]]))
     path = _raw_file(tmp_path_factory.mktemp("syn") / "fuzz.safetensors", tensors, header)
-    try:
-        syn = load_synthetic(path)
-    except AVDistillError as exc:
-        assert str(path) in str(exc), faults
-        event("refused")
-    else:
-        event("loaded")
+    syn = _loads_or_refuses(lambda: load_synthetic(path), path, faults)
+    if syn is not None:
         audio, frames, labels = syn.training_pairs()
         assert len(audio) == len(frames) == len(labels) and torch.isfinite(audio).all()
         assert 0 <= int(labels.min()) and int(labels.max()) < len(syn.classes)

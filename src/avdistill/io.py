@@ -72,6 +72,12 @@ def _umask() -> int:
     return mask
 
 
+def user_cache_dir(name: str) -> Path:
+    """Where trained networks that later runs reuse are cached: $XDG_CACHE_HOME/avdistill/<name>
+    (~/.cache/avdistill/<name> when XDG_CACHE_HOME is unset or empty, as the XDG spec says)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "avdistill" / name
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
     """Atomically write `obj` as indented JSON."""
     with atomic_path(path) as tmp:

@@ -45,7 +45,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +59,7 @@ from tqdm.auto import tqdm
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError, DataError
 from avdistill.evaluation.protocol import EvalConfig, train_networks
-from avdistill.io import atomic_path, versions, write_json
+from avdistill.io import atomic_path, user_cache_dir, versions, write_json
 from avdistill.methods.features import embed_train_pairs
 from avdistill.models import get_encoders
 from avdistill.seeding import derive_seed, generator
@@ -113,10 +112,6 @@ class BankConfig:
                          "w_orth", "w_cls", "w_rec"):
                 d.pop(name)
         return d
-
-
-def default_root() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "avdistill" / "davdd-banks"
 
 
 def bank_folder(root: Path, dataset: AVDataset, cfg: BankConfig) -> Path:
@@ -290,7 +285,7 @@ def load_or_train_bank(dataset: AVDataset, cfg: BankConfig, root: Path | None = 
                        progress: bool = False) -> Bank:
     """The bank of `cfg` for `dataset`: loaded from its cache folder under `root`, or trained and cached there."""
     cfg.check()
-    folder = bank_folder(root or default_root(), dataset, cfg) if dataset.checksum else None
+    folder = bank_folder(root or user_cache_dir("davdd-banks"), dataset, cfg) if dataset.checksum else None
     if folder is not None and (folder / BANK_FILE).exists():
         info = json.loads((folder / BANK_FILE).read_text())
         if info.get("config") != json.loads(json.dumps(cfg.identity())) or info.get("dataset_sha256") != dataset.checksum:

@@ -6,8 +6,9 @@ visual encoders (or take them from another source: DAVDD's pretrained bank); dra
 real pairs of every class; expand the synthetic set with the IDM factor technique (before
 augmentation); augment real and synthetic with the *same* DSA draw (one seed per iteration,
 shared by real/synthetic and both modalities, as in AVDD); return the per-class mean
-embeddings of all four (or the per-sample embeddings, :meth:`MeanMatcher.embed`). Methods differ only in the loss they build
-from those means, then share the initialisation and the optimisation loop (:func:`run_matching`).
+embeddings of all four (or the per-sample embeddings, :meth:`MeanMatcher.embed`). Methods differ
+only in the loss they build from those, then share the initialisation and the optimisation loop
+(:func:`run_matching`, or :func:`optimise_matching` for losses beyond class means).
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from tqdm.auto import tqdm
 from avdistill.augment import DEFAULT_STRATEGY, DSA
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError, DataError
-from avdistill.io import atomic_path, versions
+from avdistill.io import atomic_path, user_cache_dir, versions
 from avdistill.models import get_encoders
 from avdistill.models.heads import HEADS
 from avdistill.seeding import derive_seed, generator
@@ -137,19 +136,13 @@ def train_expert(dataset: AVDataset, cfg: ExpertConfig, index: int, progress: bo
     return torch.stack(trajectory)
 
 
-def default_expert_dir() -> Path:
-    """The user cache: $XDG_CACHE_HOME/avdistill/mtt-experts (~/.cache/... without XDG_CACHE_HOME)."""
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return root / "avdistill" / "mtt-experts"
-
-
 def expert_trajectories(dataset: AVDataset, cfg: ExpertConfig, count: int, folder: Path | None = None,
                         progress: bool = False) -> list[torch.Tensor]:
     """`count` expert trajectories for `dataset`: loaded from the cache where present, else trained and stored."""
     layout = ParameterLayout(build_network(dataset, cfg.encoder, cfg.head, 0))
     if not dataset.checksum:
         return [train_expert(dataset, cfg, k, progress) for k in range(count)]
-    cache = Path(folder or default_expert_dir()) / cfg.key(dataset.checksum)
+    cache = Path(folder or user_cache_dir("mtt-experts")) / cfg.key(dataset.checksum)
     header = {"format": FORMAT, "config": json.dumps(dataclasses.asdict(cfg), sort_keys=True),
               "dataset": dataset.checksum, "layout": layout.describe()}
     trajectories = []
