@@ -217,7 +217,7 @@ def run_bench(grid: BenchGrid, out: str | Path, device: str = "cpu", progress: b
         make_config(get_method(row.method), row.options)  # fail fast on bad options
     if grid.picture_ipc and grid.picture_ipc not in grid.ipcs:
         raise ConfigError(f"--picture-ipc {grid.picture_ipc} is not one of the grid's IPCs {list(grid.ipcs)}")
-    dataset = load_dataset(grid.data, verify=verify)
+    dataset = load_dataset(grid.data, mmap=True, verify=verify)  # mapped, as the commands do (cli.common.load_data)
     cells: list[dict] = []
     jobs = [(row, ipc, s) for row in rows for ipc in grid.ipcs for s in range(grid.sets)]
     for row, ipc, s in tqdm(jobs, desc="bench", disable=not progress, dynamic_ncols=True):

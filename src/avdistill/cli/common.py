@@ -24,6 +24,17 @@ def device_option(text: str) -> str:
     return text
 
 
+def load_data(source: str, verify: bool = True):
+    """The dataset a command's ``--data`` names, prepared files memory-mapped (copy-on-write).
+
+    Mapping costs nothing on a small file and never copies a large one: its pages are shared
+    with the page cache (and between torchrun ranks), and only those a run touches are read.
+    """
+    from avdistill.data import load_dataset
+
+    return load_dataset(source, mmap=True, verify=verify)
+
+
 def add_verify_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-verify", dest="verify", action="store_false",
                         help="skip checking the input files' checksums and contents (one read of each file; "

@@ -28,7 +28,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
-    from avdistill.data import load_dataset
+    from avdistill.cli.common import load_data
     from avdistill.methods import SYNTHETIC_FILE, distill, get_method
 
     spec = get_method(args.method)
@@ -39,7 +39,7 @@ def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
     method_parser = OptionParser(prog=f"avdistill distill --method {args.method}", add_help=False)
     add_config_options(method_parser, spec.config_class, f"{args.method} options")
     options = config_overrides(method_parser.parse_args(method_args), spec.config_class)
-    dataset = load_dataset(args.data, verify=args.verify)
+    dataset = load_data(args.data, args.verify)
     syn = distill(dataset, args.method, args.ipc, args.seed, args.out, args.device, not args.quiet, **options)
     print(f"{args.method}: {len(syn.labels)} pairs ({syn.ipc} per class) in {syn.meta['wall_seconds']:.1f} s "
           f"-> {Path(args.out) / SYNTHETIC_FILE}")

@@ -45,7 +45,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> None:
-    from avdistill.data import load_dataset
+    from avdistill.cli.common import load_data
     from avdistill.evaluation import (EvalConfig, RetrievalConfig, check_compatible, evaluate, evaluate_whole_data,
                                       retrieval)
     from avdistill.evaluation.protocol import check_eval_config
@@ -73,7 +73,7 @@ def run(args) -> None:
     if args.retrieval:
         check_retrieval_config(rconfig)
     whole_runs = args.whole_data_runs or args.runs
-    dataset = load_dataset(args.data, verify=args.verify)
+    dataset = load_data(args.data, args.verify)
 
     sets: list[tuple[str, object, int]] = []  # (column label, synthetic set or None = whole data, runs)
     for path in args.synthetic:

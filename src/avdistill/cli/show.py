@@ -32,10 +32,10 @@ def run(args) -> None:
     before = load_synthetic(args.before, verify=args.verify) if args.before else None
     dataset = None
     if args.data:
-        from avdistill.data import load_dataset
+        from avdistill.cli.common import load_data
         from avdistill.evaluation import check_compatible
 
-        dataset = load_dataset(args.data, verify=args.verify)
+        dataset = load_data(args.data, args.verify)
         check_compatible(syn, dataset, args.synthetic)
     written = show(syn, args.out, before, not args.no_video, args.griffin_lim_iters, not args.quiet, dataset)
     pictures = ", ".join(written[k] for k in ("frames", "spectrograms", "losses", "embeddings") if k in written)

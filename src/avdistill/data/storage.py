@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,9 @@ FORMAT = "avdistill.dataset/1"
 _SPLITS = ("train", "test")
 _KEYS = ("audio", "frames", "labels")
 _NUMPY_DTYPES = {"F16": np.float16, "F32": np.float32, "U8": np.uint8, "I64": np.int64, "I32": np.int32}
+_SAFETENSORS_DTYPES = {torch.float16: "F16", torch.float32: "F32", torch.uint8: "U8", torch.int64: "I64",
+                       torch.int32: "I32"}
+_DTYPE_ORDER = ("I64", "F32", "I32", "F16", "U8")  # how safetensors orders tensors: its dtype rank, descending
 
 
 def save_dataset(dataset: AVDataset, path: str | os.PathLike) -> Path:
@@ -46,17 +52,82 @@ def save_dataset(dataset: AVDataset, path: str | os.PathLike) -> Path:
         split = getattr(dataset, split_name)
         for key in _KEYS:
             tensors[f"{split_name}.{key}"] = getattr(split, key).contiguous()
-    header = {
-        "format": FORMAT,
-        "name": dataset.name,
-        "classes": list(dataset.classes),
-        "preprocessing": dataset.preprocessing.to_dict(),
-        "info": dataset.info,
-        "sha256": tensor_digests(tensors),
-    }
+    header = _metadata(dataset.name, dataset.classes, dataset.preprocessing, dataset.info, tensor_digests(tensors))
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"avdistill": json.dumps(header)})
     return Path(path)
+
+
+def _metadata(name: str, classes, preprocessing: Preprocessing, info: dict, digests: dict[str, str]) -> dict:
+    return {"format": FORMAT, "name": name, "classes": list(classes), "preprocessing": preprocessing.to_dict(),
+            "info": info, "sha256": digests}
+
+
+@dataclass(frozen=True)
+class TensorStream:
+    """A tensor given piece by piece: its dtype, its full shape, and consecutive slices along dim 0."""
+
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    chunks: Iterable[torch.Tensor]
+
+
+def save_dataset_streamed(path: str | os.PathLike, name: str, classes, preprocessing: Preprocessing, info: dict,
+                          tensors: dict[str, TensorStream]) -> Path:
+    """Atomically write a prepared dataset too large to hold in memory, one chunk at a time.
+
+    `tensors` maps each of the six names (``train.audio`` ...) to a :class:`TensorStream`; each
+    stream's chunks are read once, in safetensors' tensor order. The file is the one
+    :func:`save_dataset` would write for the same tensors, byte for byte: the header is written
+    first with placeholder checksums (hex digests have a fixed length) and rewritten in place
+    once the data, hashed on the way, is on disk.
+    """
+    names = [f"{s}.{k}" for s in _SPLITS for k in _KEYS]  # save_dataset's order, which its checksum table keeps
+    if set(tensors) != set(names):
+        raise ValueError(f"a dataset has the tensors {', '.join(sorted(names))}; got {', '.join(sorted(tensors))}")
+    codes = {n: _SAFETENSORS_DTYPES.get(t.dtype) for n, t in tensors.items()}
+    if None in codes.values() or sys.byteorder != "little":
+        raise ValueError(f"streamed datasets hold {', '.join(map(str, _SAFETENSORS_DTYPES))} on little-endian machines")
+    order = sorted(tensors, key=lambda n: (_DTYPE_ORDER.index(codes[n]), n))  # safetensors' order
+    table, offset = {}, 0
+    for n in order:
+        t = tensors[n]
+        size = math.prod(t.shape) * t.dtype.itemsize
+        table[n] = {"dtype": codes[n], "shape": list(t.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+
+    def header_bytes(digests: dict[str, str]) -> bytes:
+        meta = json.dumps(_metadata(name, classes, preprocessing, info, digests))
+        raw = json.dumps({"__metadata__": {"avdistill": meta}, **table}, separators=(",", ":")).encode()
+        return raw + b" " * (-len(raw) % 8)  # safetensors pads the header to a multiple of 8 bytes
+
+    digests = {n: "0" * 64 for n in names}
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        header = header_bytes(digests)
+        f.write(len(header).to_bytes(8, "little") + header)
+        for n in order:
+            digests[n] = _write_chunks(f, n, tensors[n])
+        final = header_bytes(digests)
+        assert len(final) == len(header)  # the digests replaced placeholders of their own length
+        f.seek(8)
+        f.write(final)
+    return Path(path)
+
+
+def _write_chunks(f, name: str, stream: TensorStream) -> str:
+    """Write one stream's chunks to `f`; the sha256 of the bytes written. ValueError on a chunk of the wrong shape."""
+    digest, rows = hashlib.sha256(), 0
+    for chunk in stream.chunks:
+        if chunk.dtype != stream.dtype or tuple(chunk.shape[1:]) != tuple(stream.shape[1:]):
+            raise ValueError(f"{name}: chunk {chunk.dtype} {tuple(chunk.shape)} does not fit "
+                             f"{stream.dtype} {tuple(stream.shape)}")
+        raw = chunk.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+        digest.update(raw)
+        f.write(raw.data)
+        rows += chunk.shape[0]
+    if rows != stream.shape[0]:
+        raise ValueError(f"{name}: the chunks hold {rows} rows, the shape says {stream.shape[0]}")
+    return digest.hexdigest()
 
 
 def tensor_digests(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
@@ -158,7 +229,7 @@ def read_avdistill_header(path: Path, expected_format: str, what: str) -> dict:
 
 
 def load_tensors(path: str | os.PathLike, names: tuple[str, ...], mmap: bool = False) -> dict[str, torch.Tensor]:
-    """Read the named tensors of a safetensors file; with `mmap`, map them read-only instead of copying."""
+    """Read the named tensors of a safetensors file; with `mmap`, map them (copy-on-write) instead of copying."""
     path = Path(path)
     table, _ = read_header(path)
     missing = [n for n in names if n not in table]
@@ -186,12 +257,9 @@ def _memmap(path: Path, table: dict, name: str) -> torch.Tensor:
     shape = tuple(entry["shape"])
     if end - start != int(np.prod(shape)) * np.dtype(dtype).itemsize or 8 + header_size + end > path.stat().st_size:
         raise DataError(path, f"tensor {name} is truncated or its offsets are wrong")
-    array = np.memmap(path, dtype=dtype, mode="r", offset=8 + header_size + start, shape=shape)
-    import warnings
-
-    with warnings.catch_warnings():  # torch warns that the mapping is read-only; we never write to it
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.from_numpy(array)
+    # copy-on-write: pages are read from the file (and shared with the page cache) until written;
+    # a write, e.g. a user normalising in place, goes to private memory, never to the file.
+    return torch.from_numpy(np.memmap(path, dtype=dtype, mode="c", offset=8 + header_size + start, shape=shape))
 
 
 def load_prepared(path: str | os.PathLike, mmap: bool = False, verify: bool = True) -> AVDataset:

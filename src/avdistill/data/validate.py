@@ -40,14 +40,26 @@ def check_split(split: AVSplit, path, name: str, num_classes: int | None = None,
     if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.is_complex():
         raise DataError(path, f"{name} labels have dtype {labels.dtype}, expected integers")
     if scan_audio:
-        bad = ~torch.isfinite(audio)
-        if bad.any():
-            first = int(torch.nonzero(bad.flatten(1).any(1)).flatten()[0])
+        first = first_nonfinite(audio)
+        if first is not None:
             raise DataError(path, f"{name} audio holds NaN or Inf values (first at sample {first})")
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or (num_classes is not None and high >= num_classes):
         limit = f"0..{num_classes - 1}" if num_classes is not None else ">= 0"
         raise DataError(path, f"{name} labels range over {low}..{high}, outside {limit}")
+
+
+def first_nonfinite(x: torch.Tensor, chunk: int = 4096) -> int | None:
+    """Index of the first sample of `x` [N, ...] holding NaN or Inf, or None.
+
+    Scans `chunk` samples at a time, so a large (memory-mapped) split never needs a
+    full-size mask: the temporaries stay at a few MB whatever N is.
+    """
+    for start in range(0, x.shape[0], chunk):
+        bad = ~torch.isfinite(x[start:start + chunk]).flatten(1).all(1)
+        if bad.any():
+            return start + int(torch.nonzero(bad)[0])
+    return None
 
 
 def check_same_layout(train: AVSplit, test: AVSplit, path) -> None:

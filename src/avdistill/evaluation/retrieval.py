@@ -94,13 +94,38 @@ def retrieval_metrics(similarity: torch.Tensor, relevant: torch.Tensor) -> dict[
     if similarity.shape != relevant.shape or similarity.dim() != 2:
         raise ConfigError(f"similarity {tuple(similarity.shape)} and relevance {tuple(relevant.shape)} "
                           "must be matching [queries, gallery] matrices")
-    relevant = relevant.bool()
+    return rank_metrics(ranks_of(similarity, relevant.bool()))
+
+
+def ranks_of(similarity: torch.Tensor, relevant: torch.Tensor) -> torch.Tensor:
+    """[queries] rank of each query's best relevant item (see :func:`retrieval_metrics`)."""
     if not relevant.any(1).all():
         raise ConfigError("every query needs at least one relevant gallery item")
     best = similarity.masked_fill(~relevant, float("-inf")).amax(1, keepdim=True)
-    ranks = 1 + ((similarity >= best) & ~relevant).sum(1)
+    return 1 + ((similarity >= best) & ~relevant).sum(1)
+
+
+def rank_metrics(ranks: torch.Tensor) -> dict[str, float]:
     return {"R@1": float((ranks <= 1).float().mean()), "R@5": float((ranks <= 5).float().mean()),
             "median_rank": float(ranks.float().quantile(0.5))}
+
+
+def blocked_ranks(queries: torch.Tensor, gallery: torch.Tensor, labels: torch.Tensor, match: str,
+                  block: int = 1024) -> torch.Tensor:
+    """Ranks of every query against the gallery (paired by index), `block` queries at a time.
+
+    The [queries, gallery] similarity matrix is never whole: on a 10k-clip test split it would
+    take 400 MB, and its masks as much again.
+    """
+    ranks = []
+    for start in range(0, len(queries), block):
+        rows = torch.arange(start, min(start + block, len(queries)), device=queries.device)
+        if match == "class":
+            relevant = labels[rows, None] == labels[None, :]
+        else:
+            relevant = rows[:, None] == torch.arange(len(gallery), device=queries.device)[None, :]
+        ranks.append(ranks_of(queries[rows] @ gallery.T, relevant))
+    return torch.cat(ranks)
 
 
 @torch.no_grad()
@@ -123,9 +148,8 @@ def retrieval_run(train, dataset: AVDataset, cfg: EvalConfig, rcfg: RetrievalCon
 
     f_audio, f_visual, head = train_networks(train, dataset, cfg, seed, device, head_factory=head_factory)
     z_audio, z_visual, labels = embed_test(f_audio, f_visual, head, dataset, cfg.test_batch, device)
-    relevant = (labels[:, None] == labels[None, :]) if rcfg.match == "class" else torch.eye(len(labels), dtype=torch.bool)
-    similarity = z_audio @ z_visual.T
-    return {"a2v": retrieval_metrics(similarity, relevant), "v2a": retrieval_metrics(similarity.T, relevant.T)}
+    return {"a2v": rank_metrics(blocked_ranks(z_audio, z_visual, labels, rcfg.match)),
+            "v2a": rank_metrics(blocked_ranks(z_visual, z_audio, labels, rcfg.match))}
 
 
 @dataclass
