@@ -72,6 +72,16 @@ def test_chunked_nan_scan_reports_the_first_bad_sample_as_the_whole_scan_did():
         check_split(dataset.train, "d.safetensors", "train")
 
 
+def test_a_mapped_file_is_scanned_with_reads_and_gives_the_same_error(tmp_path):
+    dataset = make_dataset()
+    dataset.test.audio[3, 0, 2, 1] = float("-inf")
+    path = save_dataset(dataset, tmp_path / "d.safetensors")
+    for mmap in (False, True):
+        with pytest.raises(DataError, match=r"test audio holds NaN or Inf values \(first at sample 3\)"):
+            load_prepared(path, mmap=mmap)
+        assert len(load_prepared(path, mmap=mmap, verify=False).test) == len(dataset.test)
+
+
 def test_blocked_retrieval_ranks_match_the_whole_matrix():
     g = torch.Generator().manual_seed(1)
     z_a, z_v = torch.randn(37, 8, generator=g), torch.randn(37, 8, generator=g)

@@ -40,20 +40,26 @@ def check_split(split: AVSplit, path, name: str, num_classes: int | None = None,
     if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.is_complex():
         raise DataError(path, f"{name} labels have dtype {labels.dtype}, expected integers")
     if scan_audio:
-        first = first_nonfinite(audio)
-        if first is not None:
-            raise DataError(path, f"{name} audio holds NaN or Inf values (first at sample {first})")
+        check_finite(audio, path, name)
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or (num_classes is not None and high >= num_classes):
         limit = f"0..{num_classes - 1}" if num_classes is not None else ">= 0"
         raise DataError(path, f"{name} labels range over {low}..{high}, outside {limit}")
 
 
+def check_finite(audio, path, name: str) -> None:
+    """DataError(path, ...) naming the first sample of `audio` that holds NaN or Inf."""
+    first = first_nonfinite(audio)
+    if first is not None:
+        raise DataError(path, f"{name} audio holds NaN or Inf values (first at sample {first})")
+
+
 def first_nonfinite(x: torch.Tensor, chunk: int = 4096) -> int | None:
     """Index of the first sample of `x` [N, ...] holding NaN or Inf, or None.
 
-    Scans `chunk` samples at a time, so a large (memory-mapped) split never needs a
-    full-size mask: the temporaries stay at a few MB whatever N is.
+    Scans `chunk` samples at a time, so a large split never needs a full-size mask: the
+    temporaries stay at a few MB whatever N is. `x` may be anything with ``shape`` whose
+    slices along dim 0 are tensors (storage scans a mapped file's rows with plain reads).
     """
     for start in range(0, x.shape[0], chunk):
         bad = ~torch.isfinite(x[start:start + chunk]).flatten(1).all(1)
