@@ -134,9 +134,37 @@ def ensure(path: Path, clips: int, seed: int) -> dict | None:
                     path.with_suffix(".log"))
 
 
+# `python -c CLI args...` runs `avdistill args...` and records the peaks of its anonymous and
+# file-backed resident memory (sampled every 50 ms from /proc/self/status) in $AVDISTILL_PEAKS:
+# ru_maxrss counts both, and a memory-mapped dataset's pages are file-backed (page cache,
+# shared, dropped by the kernel under pressure), not memory the process owns.
+CLI = """
+import atexit, json, os, runpy, sys, threading, time
+peak = {"RssAnon": 0, "RssFile": 0}
+def sample():
+    with open("/proc/self/status") as f:
+        for line in f:
+            key = line.split(":")[0]
+            if key in peak:
+                peak[key] = max(peak[key], int(line.split()[1]))
+def poll():
+    while True:
+        sample()
+        time.sleep(0.05)
+threading.Thread(target=poll, daemon=True).start()
+atexit.register(lambda: (sample(), open(os.environ["AVDISTILL_PEAKS"], "w").write(json.dumps(peak))))
+sys.argv = ["avdistill", *sys.argv[1:]]
+runpy.run_module("avdistill", run_name="__main__", alter_sys=True)
+"""
+
+
 def measured(argv: list[str], log: Path) -> dict:
-    """Run `argv` in a fresh process; its wall time and its own peak RSS (MiB). Output goes to `log`."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    """Run `argv` in a fresh process; its wall time and its own peak RSS (MiB), with the anonymous and
+    file-backed peaks if it is a :data:`CLI` run. Output goes to `log`."""
+    peaks = log.with_suffix(".peaks.json")
+    peaks.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
+           "AVDISTILL_PEAKS": str(peaks)}
     with open(log, "w") as f:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env=env)
@@ -145,11 +173,15 @@ def measured(argv: list[str], log: Path) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{shlex.join(argv)} failed ({proc.returncode}):\n{log.read_text()[-3000:]}")
-    return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024}
+    result = {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024}
+    if peaks.exists():
+        recorded = json.loads(peaks.read_text())
+        result.update(anon_mib=recorded["RssAnon"] / 1024, file_mib=recorded["RssFile"] / 1024)
+    return result
 
 
 LOAD = """
-import json, sys, time
+import json, os, sys, time
 from avdistill.data import load_dataset
 start = time.perf_counter()
 data = load_dataset(sys.argv[1], mmap=sys.argv[2] == "1", verify=sys.argv[3] == "1")
@@ -157,6 +189,10 @@ seconds = time.perf_counter() - start
 counts = data.train.labels.bincount(minlength=data.num_classes)
 print(json.dumps({"load_seconds": seconds, "train": len(data.train), "test": len(data.test),
                   "classes": data.num_classes, "smallest_class": int(counts.min())}))
+with open("/proc/self/status") as f:  # the dataset is still loaded: its memory now is the load's peak
+    status = {line.split(":")[0]: int(line.split()[1]) for line in f if line.startswith(("RssAnon", "RssFile"))}
+with open(os.environ["AVDISTILL_PEAKS"], "w") as f:
+    json.dump(status, f)
 """
 
 
@@ -166,7 +202,7 @@ def measure(args) -> None:
     big = workdir / f"av-digits-x{args.clips}.safetensors"
     started, load_before = time.perf_counter(), os.getloadavg()
     generated = ensure(big, args.clips, args.seed)
-    cli = [sys.executable, "-m", "avdistill"]
+    cli = [sys.executable, "-c", CLI]
     base = ["--method", "dm", "--ipc", str(args.ipc), "--seed", str(args.seed), "--quiet", "--iterations",
             str(args.iterations), "--init", "real"]
     embedded = loaded("av-digits", True, False, workdir / "load-embedded.log")
@@ -214,13 +250,19 @@ def report(args, big: Path, generated, rows: dict, loads: dict, wall: float, loa
 
     n_train, n_test = loads[True, True]["train"], loads[True, True]["test"]
     mib = big.stat().st_size / 2**20
-    peak = lambda key, what="distill": rows[key][what]["peak_rss_mib"]  # noqa: E731
+    get = lambda key, what="distill", field="peak_rss_mib": rows[key][what][field]  # noqa: E731
     acc = lambda key: f"{100 * sum(rows[key]['accuracy']) / len(rows[key]['accuracy']):.1f} %"  # noqa: E731
     same, k = args.same_per_class, args.num_classes
     command = (f"OMP_NUM_THREADS=1 python benchmarks/large.py measure --clips {args.clips} --iterations "
                f"{args.iterations} --real-per-class {args.real_per_class} --ipc {args.ipc} --eval-runs {args.eval_runs}")
     small_name, big_name = "embedded AV-Digits (820 train / 260 test)", f"{args.clips} clips"
     dm = f"`avdistill distill` DM, init real, IPC {args.ipc}, {args.iterations} iterations"
+    evaluate = f"`avdistill evaluate` of the set above, {args.eval_runs} run(s), test split"
+
+    def row(command: str, data: str, batch: str, r: dict) -> str:
+        parts = " | ".join(f"{r[f]:.0f}" if f in r else "–" for f in ("peak_rss_mib", "anon_mib", "file_mib"))
+        return f"| {command} | {data} | {batch} | {r['seconds']:.1f} | {parts} |"
+
     lines = [
         "# Memory at scale", "",
         f"Machine: {machine()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}.", "",
@@ -229,44 +271,46 @@ def report(args, big: Path, generated, rows: dict, loads: dict, wall: float, loa
         f"Data: `{big.name}`, {args.clips} generated clips ({n_train} train / {n_test} test) of AV-Digits' shapes "
         "(each an AV-Digits clip of its class with random gain, shift and noise; test clips come from AV-Digits' "
         f"test split), **{mib:.0f} MiB** on disk"
-        + (f", written chunk by chunk in {generated['seconds']:.0f} s at a peak RSS of {generated['peak_rss_mib']:.0f} MiB "
-           "(independent of the clip count)." if generated is not None else " (generated by an earlier run)."),
-        "", "Each command runs in a fresh process; peak RSS is that process's ru_maxrss, which counts the pages of "
-        "a memory-mapped dataset it touched as well as its own memory. The commands memory-map prepared datasets "
-        "(copy-on-write), so the dataset is never copied into the process.", "",
-        "| command | data | real pairs per iteration | wall (s) | peak RSS (MiB) |", "|---|---|---|---|---|",
-        f"| {dm} | {small_name} | {k * same} ({same} per class: all of them) | {rows['embedded']['distill']['seconds']:.1f} | "
-        f"{peak('embedded'):.0f} |",
-        f"| {dm} | {big_name} | {k * same} ({same} per class) | {rows['large-same-batch']['distill']['seconds']:.1f} | "
-        f"{peak('large-same-batch'):.0f} |",
-        f"| {dm} | {big_name} | {k * args.real_per_class} | {rows['large']['distill']['seconds']:.1f} | "
-        f"{peak('large'):.0f} |",
-        f"| {dm}, `--no-verify` | {big_name} | {k * args.real_per_class} | "
-        f"{rows['large-no-verify']['distill']['seconds']:.1f} | {peak('large-no-verify'):.0f} |",
-        f"| `avdistill evaluate` of the set above, {args.eval_runs} run(s) | {small_name} | – | "
-        f"{rows['embedded']['evaluate']['seconds']:.1f} | {peak('embedded', 'evaluate'):.0f} |",
-        f"| `avdistill evaluate` of the set above, {args.eval_runs} run(s) | {big_name} ({n_test}-clip test split) | – | "
-        f"{rows['large']['evaluate']['seconds']:.1f} | {peak('large', 'evaluate'):.0f} |",
+        + (f", written chunk by chunk in {generated['seconds']:.0f} s at a peak RSS of "
+           f"{generated['peak_rss_mib']:.0f} MiB (independent of the clip count)." if generated is not None
+           else " (generated by an earlier run)."),
+        "", "Each command runs in a fresh process. Peak RSS is its ru_maxrss; it counts the pages of the "
+        "memory-mapped dataset the process touched (file-backed: page cache, shared, dropped by the kernel "
+        "under pressure) as well as its own memory (anonymous). The two peaks, sampled every 50 ms from "
+        "/proc/self/status, are shown apart. The commands memory-map prepared datasets (copy-on-write), "
+        "so the dataset is never copied into the process.", "",
+        "| command | data | real pairs per iteration | wall (s) | peak RSS (MiB) | anonymous peak | file-backed peak |",
+        "|---|---|---|---|---|---|---|",
+        row(dm, small_name, f"{k * same} ({same} per class: whole classes)", rows["embedded"]["distill"]),
+        row(dm, big_name, f"{k * same} ({same} per class)", rows["large-same-batch"]["distill"]),
+        row(dm, big_name, f"{k * args.real_per_class}", rows["large"]["distill"]),
+        row(f"{dm}, `--no-verify`", big_name, f"{k * args.real_per_class}", rows["large-no-verify"]["distill"]),
+        row(evaluate, small_name, "–", rows["embedded"]["evaluate"]),
+        row(evaluate, f"{big_name} ({n_test}-clip test split)", "–", rows["large"]["evaluate"]),
     ]
     for (mmap, verify), r in loads.items():
-        lines.append(f"| `load_dataset(mmap={mmap}, verify={verify})` | {big_name} | – | {r['load_seconds']:.2f} "
-                     f"(the load itself) | {r['peak_rss_mib']:.0f} |")
-    size_cost = peak("large-same-batch") - peak("embedded")
+        lines.append(row(f"`load_dataset(mmap={mmap}, verify={verify})` (in-process load: "
+                         f"{r['load_seconds']:.2f} s)", big_name, "–", r))
+    anon_cost = get("large-same-batch", field="anon_mib") - get("embedded", field="anon_mib")
     lines += [
         "", "## What this says", "",
         f"- Distilling {args.clips} clips with {args.real_per_class} real pairs per class peaks at "
-        f"**{peak('large'):.0f} MiB**, {'under' if peak('large') < 2048 else 'OVER'} the 2 GiB target.",
-        f"- What the size itself costs: {size_cost:+.0f} MiB at the embedded dataset's real batch ({k * same} pairs), "
-        f"for a file {mib / 5.7:.0f}x larger. The rest of the difference is the larger real batch "
-        f"({peak('large') - peak('large-same-batch'):+.0f} MiB for {k * args.real_per_class} pairs instead of "
-        f"{k * same}: activations, which grow with the batch, not the dataset); `--no-verify` changes the peak by "
-        f"{peak('large-no-verify') - peak('large'):+.0f} MiB (the checksum pass and the NaN scan read the file with "
-        "plain reads, so they leave no pages mapped).",
-        f"- Evaluating on the {n_test}-clip test split peaks at {peak('large', 'evaluate'):.0f} MiB "
-        f"({peak('large', 'evaluate') - peak('embedded', 'evaluate'):+.0f} MiB over the embedded 260-clip test "
-        "split; the test split is scored 512 clips at a time).",
+        f"**{get('large'):.0f} MiB** RSS, {'under' if get('large') < 2048 else 'OVER'} the 2 GiB target; "
+        f"{get('large', field='anon_mib'):.0f} MiB of it is the process's own memory.",
+        f"- What the size costs, at the embedded dataset's real batch ({k * same} pairs): "
+        f"{get('large-same-batch') - get('embedded'):+.0f} MiB RSS, of which {anon_cost:+.0f} MiB anonymous, for a "
+        f"file {mib / 5.7:.0f}x larger. The rest is file-backed: sampling random rows maps the pages around each row "
+        "too (the kernel's fault-around), so after a few thousand rows most of the training split is mapped; "
+        "those pages belong to the page cache, and mapping them copies nothing.",
+        f"- The larger real batch ({k * args.real_per_class} pairs instead of {k * same}) adds "
+        f"{get('large') - get('large-same-batch'):+.0f} MiB: activations, which grow with the batch, not the dataset. "
+        f"`--no-verify` changes the peak by {get('large-no-verify') - get('large'):+.0f} MiB: the checksum pass and "
+        "the NaN scan read the file with plain reads, so they leave no pages mapped.",
+        f"- Evaluating on the {n_test}-clip test split peaks at {get('large', 'evaluate'):.0f} MiB "
+        f"({get('large', 'evaluate') - get('embedded', 'evaluate'):+.0f} MiB over the embedded 260-clip test split; "
+        "the test split is scored 512 clips at a time).",
         f"- Loading: verification (checksums + NaN scan, warm page cache) takes {loads[True, True]['load_seconds']:.1f} s "
-        f"against {loads[True, False]['load_seconds']:.3f} s without. A copy (`mmap=False`, the library's default) "
+        f"against {loads[True, False]['load_seconds']:.3f} s without. A copy (`mmap=False`, the Python API's default) "
         f"peaks at {loads[False, True]['peak_rss_mib']:.0f} MiB against {loads[True, True]['peak_rss_mib']:.0f} MiB "
         "mapped, before any work.",
         f"- The distilled sets reach {acc('embedded')} (embedded) and {acc('large')} ({args.clips} clips) test accuracy "

@@ -53,7 +53,7 @@ def test_streamed_writer_refuses_chunks_that_do_not_fit_and_leaves_no_file(tmp_p
     bad = streams(dataset, rows=3)
     t = dataset.train.audio
     bad["train.audio"] = TensorStream(t.dtype, (len(t) + 1, *t.shape[1:]), iter(t.split(3)))
-    with pytest.raises(ValueError, match="train.audio: the chunks hold"):
+    with pytest.raises(DataError, match="train.audio: the chunks hold"):
         save_dataset_streamed(tmp_path / "d.safetensors", dataset.name, dataset.classes, dataset.preprocessing,
                               dataset.info, bad)
     assert list(tmp_path.iterdir()) == []

@@ -6,7 +6,8 @@ import argparse
 
 from avdistill.errors import ConfigError
 
-DATA_HELP = "dataset: 'av-digits' (embedded), a prepared .safetensors file, or an AVDD .pt file (default: av-digits)"
+DATA_HELP = ("dataset: 'av-digits' (embedded), a prepared .safetensors file (memory-mapped), or an AVDD .pt file "
+             "(default: av-digits)")
 
 
 def device_option(text: str) -> str:

@@ -13,6 +13,9 @@ dataset. That costs one read of the file (about 200 MB/s on a loaded 2-core mach
 docs/RELIABILITY.md); ``verify=False`` skips it, e.g. for a large memory-mapped dataset already
 checked once. Files written before checksums existed (no ``sha256`` entry) load as before,
 checked for structure only.
+
+Large datasets: :func:`save_dataset_streamed` writes the same file one chunk at a time, and
+``load_prepared(path, mmap=True)`` maps the tensors copy-on-write (the command lines do).
 """
 
 from __future__ import annotations
@@ -84,10 +87,11 @@ def save_dataset_streamed(path: str | os.PathLike, name: str, classes, preproces
     """
     names = [f"{s}.{k}" for s in _SPLITS for k in _KEYS]  # save_dataset's order, which its checksum table keeps
     if set(tensors) != set(names):
-        raise ValueError(f"a dataset has the tensors {', '.join(sorted(names))}; got {', '.join(sorted(tensors))}")
+        raise DataError(path, f"a dataset has the tensors {', '.join(sorted(names))}; got {', '.join(sorted(tensors))}")
     codes = {n: _SAFETENSORS_DTYPES.get(t.dtype) for n, t in tensors.items()}
     if None in codes.values() or sys.byteorder != "little":
-        raise ValueError(f"streamed datasets hold {', '.join(map(str, _SAFETENSORS_DTYPES))} on little-endian machines")
+        raise DataError(path, f"streamed datasets hold {', '.join(map(str, _SAFETENSORS_DTYPES))} "
+                              "on little-endian machines")
     order = sorted(tensors, key=lambda n: (_DTYPE_ORDER.index(codes[n]), n))  # safetensors' order
     table, offset = {}, 0
     for n in order:
@@ -106,7 +110,7 @@ def save_dataset_streamed(path: str | os.PathLike, name: str, classes, preproces
         header = header_bytes(digests)
         f.write(len(header).to_bytes(8, "little") + header)
         for n in order:
-            digests[n] = _write_chunks(f, n, tensors[n])
+            digests[n] = _write_chunks(f, path, n, tensors[n])
         final = header_bytes(digests)
         assert len(final) == len(header)  # the digests replaced placeholders of their own length
         f.seek(8)
@@ -114,19 +118,19 @@ def save_dataset_streamed(path: str | os.PathLike, name: str, classes, preproces
     return Path(path)
 
 
-def _write_chunks(f, name: str, stream: TensorStream) -> str:
-    """Write one stream's chunks to `f`; the sha256 of the bytes written. ValueError on a chunk of the wrong shape."""
+def _write_chunks(f, path, name: str, stream: TensorStream) -> str:
+    """Write one stream's chunks to `f`; the sha256 of the bytes written. DataError on chunks that do not fit."""
     digest, rows = hashlib.sha256(), 0
     for chunk in stream.chunks:
         if chunk.dtype != stream.dtype or tuple(chunk.shape[1:]) != tuple(stream.shape[1:]):
-            raise ValueError(f"{name}: chunk {chunk.dtype} {tuple(chunk.shape)} does not fit "
-                             f"{stream.dtype} {tuple(stream.shape)}")
+            raise DataError(path, f"{name}: chunk {chunk.dtype} {tuple(chunk.shape)} does not fit "
+                                  f"{stream.dtype} {tuple(stream.shape)}")
         raw = chunk.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
         digest.update(raw)
         f.write(raw.data)
         rows += chunk.shape[0]
     if rows != stream.shape[0]:
-        raise ValueError(f"{name}: the chunks hold {rows} rows, the shape says {stream.shape[0]}")
+        raise DataError(path, f"{name}: the chunks hold {rows} rows, the shape says {stream.shape[0]}")
     return digest.hexdigest()
 
 
