@@ -289,17 +289,19 @@ def report(args, big: Path, generated, rows: dict, loads: dict, wall: float, loa
         row(evaluate, f"{big_name} ({n_test}-clip test split)", "–", rows["large"]["evaluate"]),
     ]
     for (mmap, verify), r in loads.items():
-        lines.append(row(f"`load_dataset(mmap={mmap}, verify={verify})` (in-process load: "
-                         f"{r['load_seconds']:.2f} s)", big_name, "–", r))
+        lines.append(row(f"`load_dataset(mmap={mmap}, verify={verify})` (the load itself: {r['load_seconds']:.2f} s; "
+                         "anonymous / file-backed: at its end)", big_name, "–", r))
     anon_cost = get("large-same-batch", field="anon_mib") - get("embedded", field="anon_mib")
+    size_cost = get("large-same-batch") - get("embedded")
     lines += [
         "", "## What this says", "",
         f"- Distilling {args.clips} clips with {args.real_per_class} real pairs per class peaks at "
         f"**{get('large'):.0f} MiB** RSS, {'under' if get('large') < 2048 else 'OVER'} the 2 GiB target; "
         f"{get('large', field='anon_mib'):.0f} MiB of it is the process's own memory.",
-        f"- What the size costs, at the embedded dataset's real batch ({k * same} pairs): "
-        f"{get('large-same-batch') - get('embedded'):+.0f} MiB RSS, of which {anon_cost:+.0f} MiB anonymous, for a "
-        f"file {mib / 5.7:.0f}x larger. The rest is file-backed: sampling random rows maps the pages around each row "
+        f"- What the size costs, at the embedded dataset's real batch ({k * same} pairs), for a file "
+        f"{mib / 5.7:.0f}x larger: {size_cost:+.0f} MiB RSS, "
+        + ("all of it file-backed" if anon_cost < 0.1 * size_cost else "not all of it file-backed")
+        + f" (the anonymous peak moves by {anon_cost:+.0f} MiB). Sampling random rows maps the pages around each row "
         "too (the kernel's fault-around), so after a few thousand rows most of the training split is mapped; "
         "those pages belong to the page cache, and mapping them copies nothing.",
         f"- The larger real batch ({k * args.real_per_class} pairs instead of {k * same}) adds "
@@ -307,12 +309,13 @@ def report(args, big: Path, generated, rows: dict, loads: dict, wall: float, loa
         f"`--no-verify` changes the peak by {get('large-no-verify') - get('large'):+.0f} MiB: the checksum pass and "
         "the NaN scan read the file with plain reads, so they leave no pages mapped.",
         f"- Evaluating on the {n_test}-clip test split peaks at {get('large', 'evaluate'):.0f} MiB "
-        f"({get('large', 'evaluate') - get('embedded', 'evaluate'):+.0f} MiB over the embedded 260-clip test split; "
-        "the test split is scored 512 clips at a time).",
+        f"({get('large', 'evaluate') - get('embedded', 'evaluate'):+.0f} MiB over the embedded 260-clip test split, "
+        f"{get('large', 'evaluate', 'anon_mib') - get('embedded', 'evaluate', 'anon_mib'):+.0f} MiB of it anonymous: "
+        "the test split is scored 512 clips at a time, where the embedded one fits in one batch of 260).",
         f"- Loading: verification (checksums + NaN scan, warm page cache) takes {loads[True, True]['load_seconds']:.1f} s "
         f"against {loads[True, False]['load_seconds']:.3f} s without. A copy (`mmap=False`, the Python API's default) "
         f"peaks at {loads[False, True]['peak_rss_mib']:.0f} MiB against {loads[True, True]['peak_rss_mib']:.0f} MiB "
-        "mapped, before any work.",
+        "mapped, before any work (safetensors' mapping and the copy coexist while it loads).",
         f"- The distilled sets reach {acc('embedded')} (embedded) and {acc('large')} ({args.clips} clips) test accuracy "
         f"({args.eval_runs} run(s), each on its own dataset's test split): the generated data has class structure "
         "to distil.",

@@ -110,14 +110,13 @@ def test_commands_map_the_dataset_and_a_run_never_copies_it(tmp_path):
     """A few-thousand-clip streamed file: the CLI's loader maps it; distilling and evaluating leave it mapped."""
     n, classes = 3000, 4
     labels = torch.arange(n) % classes
-    patterns = torch.linspace(-60, -10, classes)
-    audio = (patterns[labels].view(n, 1, 1, 1) + torch.randn(n, 1, 16, 21, generator=torch.Generator().manual_seed(0)))
+    noise = torch.randn(n, 1, 16, 21, generator=torch.Generator().manual_seed(0))
+    audio = torch.linspace(-60, -10, classes)[labels].view(n, 1, 1, 1) + noise
+    frames = (labels * 60).to(torch.uint8).view(n, 1, 1, 1).expand(n, 1, 16, 16)
+    data = {f"{split}.{key}": t[:rows].contiguous() for split, rows in (("train", n), ("test", 400))
+            for key, t in (("audio", audio.half()), ("frames", frames), ("labels", labels))}
+    tensors = {name: TensorStream(t.dtype, tuple(t.shape), iter(t.split(512))) for name, t in data.items()}
     base = make_dataset()
-    data = {"train.audio": audio.half(), "train.frames": (labels * 60).to(torch.uint8).view(n, 1, 1, 1).expand(n, 1, 16, 16),
-            "train.labels": labels, "test.audio": audio[:400].half(),
-            "test.frames": (labels[:400] * 60).to(torch.uint8).view(400, 1, 1, 1).expand(400, 1, 16, 16),
-            "test.labels": labels[:400]}
-    tensors = {name: TensorStream(t.dtype, tuple(t.shape), iter(t.contiguous().split(512))) for name, t in data.items()}
     path = save_dataset_streamed(tmp_path / "big.safetensors", "big", [f"c{i}" for i in range(classes)],
                                  base.preprocessing, {}, tensors)
     dataset = load_data(str(path))
@@ -125,8 +124,7 @@ def test_commands_map_the_dataset_and_a_run_never_copies_it(tmp_path):
     assert all(file_backed(t, path) for t in split_tensors)
     pointers = [t.data_ptr() for t in split_tensors]
     syn = avdistill.distill(dataset, "dm", ipc=2, seed=0, progress=False, iterations=2, real_per_class=16)
-    avdistill.evaluate(syn, dataset, runs=1, progress=False,
-                       config=EvalConfig(epochs=1, test_batch=128))
+    avdistill.evaluate(syn, dataset, runs=1, progress=False, config=EvalConfig(epochs=1, test_batch=128))
     after = [getattr(getattr(dataset, s), k) for s in ("train", "test") for k in ("audio", "frames", "labels")]
     assert [t.data_ptr() for t in after] == pointers and all(file_backed(t, path) for t in after)
     dataset.train.audio[0] += 1  # copy-on-write: the run's copy changes, the file does not
