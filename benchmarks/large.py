@@ -257,7 +257,7 @@ def report(args, big: Path, generated, rows: dict, loads: dict, wall: float, loa
                f"{args.iterations} --real-per-class {args.real_per_class} --ipc {args.ipc} --eval-runs {args.eval_runs}")
     small_name, big_name = "embedded AV-Digits (820 train / 260 test)", f"{args.clips} clips"
     dm = f"`avdistill distill` DM, init real, IPC {args.ipc}, {args.iterations} iterations"
-    evaluate = f"`avdistill evaluate` of the set above, {args.eval_runs} run(s), test split"
+    evaluate = f"`avdistill evaluate` of the `--real-per-class {args.real_per_class}` set, {args.eval_runs} run(s)"
 
     def row(command: str, data: str, batch: str, r: dict) -> str:
         parts = " | ".join(f"{r[f]:.0f}" if f in r else "–" for f in ("peak_rss_mib", "anon_mib", "file_mib"))
