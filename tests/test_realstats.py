@@ -1,0 +1,90 @@
+"""Real statistics computed once per draw: the same run as embedding the real batch every step,
+cycled draws, and an on-disk cache that is reused across IPC and methods but never trusted blindly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import avdistill
+from avdistill.errors import ConfigError
+from avdistill.methods import realstats
+
+FAST = {"iterations": 5, "real_per_class": 6, "lr_audio": 0.1, "lr_frames": 0.1}
+
+
+def run(dataset, method="dm", ipc=2, **options):
+    syn = avdistill.distill(dataset, method, ipc=ipc, seed=3, progress=False, **{**FAST, **options})
+    return syn.audio, syn.frames
+
+
+def blocks(folder):
+    return sorted(folder.rglob("block-*.safetensors"))
+
+
+def test_cached_real_side_is_the_same_run_as_embedding_it_every_step(tiny_dataset_file, tiny_dataset, tmp_path):
+    """The real means of a draw do not depend on where they were computed: in memory, from the disk cache,
+    or for an in-memory dataset that has no checksum to key a cache on."""
+    uncached = run(tiny_dataset_file, real_cache="off")
+    first = run(tiny_dataset_file, real_cache=str(tmp_path / "cache"))
+    again = run(tiny_dataset_file, real_cache=str(tmp_path / "cache"))
+    in_memory = run(tiny_dataset)
+    for result in (first, again, in_memory):
+        assert all(torch.equal(a, b) for a, b in zip(uncached, result))
+
+
+def test_cache_is_shared_across_ipc_and_methods(tiny_dataset_file, tmp_path):
+    cache = tmp_path / "cache"
+    run(tiny_dataset_file, real_cache=str(cache))
+    (block,) = blocks(cache)
+    written = block.stat().st_mtime_ns
+    run(tiny_dataset_file, ipc=3, real_cache=str(cache))
+    run(tiny_dataset_file, method="avdd", init="real", factor=1, real_cache=str(cache))
+    assert blocks(cache) == [block] and block.stat().st_mtime_ns == written  # read, not recomputed
+    run(tiny_dataset_file, real_cache=str(cache), real_per_class=4)  # another real batch: another key
+    assert len(blocks(cache)) == 2
+
+
+def test_default_cache_lives_in_the_user_cache(tiny_dataset_file, user_cache):
+    run(tiny_dataset_file)
+    assert len(blocks(user_cache / "real-stats")) == 1
+
+
+def test_damaged_cache_is_recomputed_not_trusted(tiny_dataset_file, tmp_path):
+    cache = tmp_path / "cache"
+    expected = run(tiny_dataset_file, real_cache=str(cache))
+    (block,) = blocks(cache)
+    data = bytearray(block.read_bytes())
+    data[-3] ^= 0xFF  # a flipped bit in the stored means
+    block.write_bytes(bytes(data))
+    assert all(torch.equal(a, b) for a, b in zip(expected, run(tiny_dataset_file, real_cache=str(cache))))
+    assert block.read_bytes() != bytes(data)  # rewritten with the recomputed means
+
+
+def test_cycled_draws(tiny_dataset_file, tmp_path):
+    """draws >= iterations is the plain run; fewer draws are computed once each and cycled."""
+    plain = run(tiny_dataset_file, real_cache="off")
+    assert all(torch.equal(a, b) for a, b in zip(plain, run(tiny_dataset_file, real_cache="off", draws=5)))
+    cache = tmp_path / "cache"
+    cycled = run(tiny_dataset_file, real_cache=str(cache), draws=2)
+    assert not torch.equal(cycled[1], plain[1])
+    from safetensors.torch import load_file
+
+    (block,) = blocks(cache)
+    assert load_file(str(block))["audio"].shape[0] == 2  # two draws computed, for five iterations
+
+
+def test_runs_longer_than_a_block(tiny_dataset_file, tmp_path, monkeypatch):
+    """Iterations past the first block read a second block, with the same result as no cache."""
+    monkeypatch.setattr(realstats, "BLOCK", 4)
+    options = {"iterations": 6, "real_per_class": 2}
+    cache = tmp_path / "cache"
+    full = run(tiny_dataset_file, ipc=1, real_cache=str(cache), **options)
+    assert len(blocks(cache)) == 2
+    assert all(torch.equal(a, b) for a, b in zip(full, run(tiny_dataset_file, ipc=1, real_cache="off", **options)))
+
+
+@pytest.mark.parametrize("options", [{"draws": -1}, {"draws": 1.5}])
+def test_bad_draws_are_refused(tiny_dataset_file, options):
+    with pytest.raises(ConfigError, match="draws"):
+        run(tiny_dataset_file, **options)
