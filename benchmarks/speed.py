@@ -37,6 +37,13 @@ ARMS: dict[str, dict] = {
                   "summary": "AVDD-code style: per-class passes and steps, lr 0.2"},
     "avdd": {"loop": "avdistill", "options": {"real_cache": "off"}, "snapshots": [10, 25, 50, 100, 200],
              "summary": "avdistill AVDD defaults (one batched step per iteration)"},
+    "lr0.4": {"loop": "avdistill", "options": {"real_cache": "off", "lr_audio": 0.4, "lr_frames": 0.4},
+               "snapshots": [10, 25, 50, 100], "summary": "twice the step size"},
+    "lr0.8": {"loop": "avdistill", "options": {"real_cache": "off", "lr_audio": 0.8, "lr_frames": 0.8},
+               "snapshots": [10, 25, 50, 100], "summary": "four times the step size"},
+    "lr0.8-draws20": {"loop": "avdistill", "options": {"real_cache": "off", "lr_audio": 0.8, "lr_frames": 0.8,
+                                                          "draws": 20},
+                         "snapshots": [10, 25, 50, 100], "summary": "and 20 cycled draws (real side computed 20 times)"},
 }
 
 

@@ -88,3 +88,34 @@ def test_runs_longer_than_a_block(tiny_dataset_file, tmp_path, monkeypatch):
 def test_bad_draws_are_refused(tiny_dataset_file, options):
     with pytest.raises(ConfigError, match="draws"):
         run(tiny_dataset_file, **options)
+
+
+def update_cosine(init, a, b) -> float:
+    """Cosine similarity of two runs' changes to the same initial tensor."""
+    return float(torch.nn.functional.cosine_similarity((a - init).flatten(), (b - init).flatten(), dim=0))
+
+
+def test_bf16_autocast_runs_and_moves_the_set_like_fp32(tiny_dataset_file, tmp_path):
+    """Mixed precision keeps the synthetic set float32 and moves it as the fp32 run does; its real means are
+    cached apart from the fp32 ones."""
+    cache = tmp_path / "cache"
+    init = run(tiny_dataset_file, real_cache="off", iterations=1, lr_audio=1e-12, lr_frames=1e-12)
+    fp32 = run(tiny_dataset_file, real_cache=str(cache))
+    bf16 = run(tiny_dataset_file, real_cache=str(cache), precision="bf16")
+    assert len(blocks(cache)) == 2
+    for start, a, b in zip(init, fp32, bf16):
+        assert b.dtype == torch.float32 and not torch.equal(a, b)
+        assert update_cosine(start, a, b) > 0.9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_runs_match_the_cpu_run(tiny_dataset_file):
+    """On CUDA (fp32, and bf16 autocast) the run moves the set as on the CPU, and returns CPU float32 tensors."""
+    init = run(tiny_dataset_file, real_cache="off", iterations=1, lr_audio=1e-12, lr_frames=1e-12)
+    cpu = run(tiny_dataset_file, real_cache="off")
+    for precision in ("fp32", "bf16"):
+        syn = avdistill.distill(tiny_dataset_file, "dm", ipc=2, seed=3, progress=False, device="cuda",
+                                **{**FAST, "real_cache": "off", "precision": precision})
+        assert syn.audio.device.type == "cpu" and syn.audio.dtype == torch.float32
+        for start, a, b in zip(init, cpu, (syn.audio, syn.frames)):
+            assert update_cosine(start, a, b) > (0.99 if precision == "fp32" else 0.9)

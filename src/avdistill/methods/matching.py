@@ -26,7 +26,7 @@ from avdistill.methods.factor import MAX_FACTOR, expand, expand_labels
 from avdistill.methods.features import SPACES
 from avdistill.methods.init import INITS, HerdingFeatures, initial_synthetic
 from avdistill.methods.loop import optimise_synthetic
-from avdistill.methods.realstats import RealStatistics, class_means
+from avdistill.methods.realstats import PRECISIONS, RealStatistics, autocast, class_means
 from avdistill.io import user_cache_dir
 from avdistill.models import PRESETS
 from avdistill.seeding import derive_seed, generator
@@ -65,6 +65,9 @@ class MeanMatchingConfig(MatchingConfig):
                         minimum=0)
     real_cache: str = option("", "folder caching the real class means of each draw, shared across IPC, methods "
                                  "and reruns ('': the user cache; 'off': no cache)")
+    precision: str = option("fp32", "encoder passes in 'fp32' or 'bf16' autocast (mixed precision: class means, "
+                                    "loss and the synthetic set stay float32; fast on GPUs, slow on most CPUs)",
+                            choices=PRECISIONS)
 
 
 class RealSampler:
@@ -137,7 +140,7 @@ class MeanMatcher:
         if encoders is None:
             cache = {"": user_cache_dir("real-stats"), "off": None}.get(cfg.real_cache, Path(cfg.real_cache))
             self.stats = RealStatistics(dataset, self.sampler, cfg.encoder, self.augment, run.seed, cfg.draws,
-                                        run.device, cache, run.progress)
+                                        run.device, cache, run.progress, cfg.precision)
             self.draws_used = min(cfg.iterations, cfg.draws or cfg.iterations)
             encoders = self.stats.encoders
         self.encoders = encoders
@@ -164,8 +167,9 @@ class MeanMatcher:
         real_audio, real_visual = self.stats.means(draw, self.draws_used)
         f_audio, f_visual = self.stats.encoders(draw)
         seed = self.stats.augment_seed(draw)
-        syn_a = f_audio(self.augment(expand(syn_audio, self.factor), seed))
-        syn_v = f_visual(self.augment(expand(syn_frames, self.factor), seed))
+        with autocast(self.stats.device, self.stats.precision):
+            syn_a = f_audio(self.augment(expand(syn_audio, self.factor), seed)).float()
+            syn_v = f_visual(self.augment(expand(syn_frames, self.factor), seed)).float()
         return ClassMeans(real_audio, real_visual, class_means(syn_a, self.labels, C), class_means(syn_v, self.labels, C))
 
 

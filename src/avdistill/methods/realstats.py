@@ -17,6 +17,12 @@ the loss, and they cost most of an iteration (the real batch is 10-100x the synt
   their recorded sha256 on load; a damaged file is recomputed, never trusted.
 
 The real side runs under ``torch.inference_mode``: it needs no graph.
+
+Mixed precision (``precision="bf16"``): the encoder passes, real and synthetic, run under
+``torch.autocast`` in bfloat16; embeddings are cast back to float32 before the class means, so
+the loss, its gradient's accumulation into the synthetic set and the optimiser stay float32.
+bfloat16 keeps float32's exponent range, so no loss scaling is needed (float16 would). The
+cache key records the precision: bf16 means are not fp32 means.
 """
 
 from __future__ import annotations
@@ -40,6 +46,12 @@ from avdistill.seeding import derive_seed
 
 BLOCK = 64  # draws per cache file: bounded memory ([BLOCK, classes, D] x 2) and few files
 FORMAT = "avdistill.realstats/1"
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(device: str, precision: str):
+    """The autocast context of `precision` on `device` (a no-op context for fp32)."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def class_means(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -54,11 +66,11 @@ class RealStatistics:
     """Per-draw real class means (audio, visual) for one run; see the module docstring."""
 
     def __init__(self, dataset: AVDataset, sampler, encoder: str, augment: DSA, seed: int, draws: int,
-                 device: str = "cpu", cache_dir: Path | None = None, progress: bool = False):
+                 device: str = "cpu", cache_dir: Path | None = None, progress: bool = False, precision: str = "fp32"):
         """`sampler` draws the real batch (:class:`avdistill.methods.matching.RealSampler`); `cache_dir`
         None: no disk cache; `draws` 0: a fresh draw every iteration."""
         self.dataset, self.sampler, self.encoder, self.augment = dataset, sampler, encoder, augment
-        self.seed, self.draws, self.device, self.progress = seed, draws, device, progress
+        self.seed, self.draws, self.device, self.progress, self.precision = seed, draws, device, progress, precision
         self.cache_dir = cache_dir / self._key() if cache_dir is not None and dataset.checksum else None
         self._block: tuple[int, torch.Tensor, torch.Tensor] | None = None  # (block index, audio, visual)
         self._encoders: dict[int, tuple[torch.nn.Module, torch.nn.Module]] = {}
@@ -97,9 +109,9 @@ class RealStatistics:
         f_audio, f_visual = self.encoders(draw)
         audio, frames, labels = self.sampler.sample(self.seed, draw)
         seed = self.augment_seed(draw)
-        with torch.inference_mode():
-            embedded_audio = f_audio(self.augment(audio, seed))
-            embedded_visual = f_visual(self.augment(frames, seed))
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            embedded_audio = f_audio(self.augment(audio, seed)).float()
+            embedded_visual = f_visual(self.augment(frames, seed)).float()
         C = self.sampler.num_classes
         return class_means(embedded_audio, labels, C), class_means(embedded_visual, labels, C)
 
@@ -121,7 +133,7 @@ class RealStatistics:
         ident = {"format": FORMAT, "dataset": self.dataset.checksum, "seed": self.seed, "encoder": self.encoder,
                  "augment": self.augment.strategy, "real_per_class": self.sampler.per_class,
                  "classes": self.sampler.classes, "torch": torch.__version__.split("+")[0],
-                 "device": torch.device(self.device).type}
+                 "device": torch.device(self.device).type, "precision": self.precision}
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
 
     def _load(self, path: Path | None) -> tuple[torch.Tensor, torch.Tensor] | None:
