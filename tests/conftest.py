@@ -31,6 +31,13 @@ def make_dataset(num_classes: int = 4, train_per_class: int = 12, test_per_class
                      preprocessing=prep, info={"made_by": "tests"})
 
 
+@pytest.fixture(autouse=True)
+def user_cache(tmp_path, monkeypatch):
+    """Every test gets its own empty user cache (real statistics, banks, experts), never ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    return tmp_path / "user-cache" / "avdistill"
+
+
 @pytest.fixture
 def tiny_dataset() -> AVDataset:
     return make_dataset()

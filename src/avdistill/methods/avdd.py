@@ -35,11 +35,11 @@ from avdistill.errors import ConfigError
 from avdistill.methods.base import RunContext, option, register_method
 from avdistill.methods.factor import MAX_FACTOR
 from avdistill.methods.init import INITS
-from avdistill.methods.matching import ClassMeans, MatchingConfig, mean_matching_loss, run_matching
+from avdistill.methods.matching import ClassMeans, MeanMatchingConfig, mean_matching_loss, run_matching
 
 
 @dataclass
-class AVDDConfig(MatchingConfig):
+class AVDDConfig(MeanMatchingConfig):
     iterations: int = option(5000, "optimisation steps (AVDD: 5000)", minimum=1)
     real_per_class: int = option(128, "real pairs per class embedded at every iteration (AVDD: 128)", minimum=1)
     lr_audio: float = option(0.2, "SGD learning rate on the synthetic spectrograms (AVDD: 0.2)", above=0)

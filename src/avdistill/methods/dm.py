@@ -19,11 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from avdistill.methods.base import RunContext, register_method
-from avdistill.methods.matching import ClassMeans, MatchingConfig, mean_matching_loss, run_matching
+from avdistill.methods.matching import ClassMeans, MeanMatchingConfig, mean_matching_loss, run_matching
 
 
 @dataclass
-class DMConfig(MatchingConfig):
+class DMConfig(MeanMatchingConfig):
     pass
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -25,7 +26,9 @@ from avdistill.methods.factor import MAX_FACTOR, expand, expand_labels
 from avdistill.methods.features import SPACES
 from avdistill.methods.init import INITS, HerdingFeatures, initial_synthetic
 from avdistill.methods.loop import optimise_synthetic
-from avdistill.models import PRESETS, get_encoders
+from avdistill.methods.realstats import PRECISIONS, RealStatistics, autocast, class_means
+from avdistill.io import user_cache_dir
+from avdistill.models import PRESETS
 from avdistill.seeding import derive_seed, generator
 
 
@@ -52,6 +55,21 @@ class MatchingConfig:
     checkpoint_every: int = option(50, "iterations between checkpoints (resume after interruption)", minimum=1)
 
 
+@dataclass
+class MeanMatchingConfig(MatchingConfig):
+    """Options of the methods whose loss reads only class means under random encoders (DM, AVDD):
+    their real side can be computed once per draw and reused (:mod:`avdistill.methods.realstats`)."""
+
+    draws: int = option(0, "distinct random (encoder, augmentation, real batch) draws, cycled; each draw's real "
+                           "class means are computed once (0: a fresh draw every iteration, as DM and AVDD)",
+                        minimum=0)
+    real_cache: str = option("", "folder caching the real class means of each draw, shared across IPC, methods "
+                                 "and reruns ('': the user cache; 'off': no cache)")
+    precision: str = option("fp32", "encoder passes in 'fp32' or 'bf16' autocast (mixed precision: class means, "
+                                    "loss and the synthetic set stay float32; fast on GPUs, slow on most CPUs)",
+                            choices=PRECISIONS)
+
+
 class RealSampler:
     """Draws a seeded batch of real training pairs per class, normalised for the encoders."""
 
@@ -60,6 +78,8 @@ class RealSampler:
         self.per_class = per_class
         self.device = device
         self.class_indices = dataset.train.class_indices(dataset.num_classes)
+        self.classes = list(range(dataset.num_classes))
+        self.num_classes = len(self.classes)
 
     def sample(self, seed: int, iteration: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(audio, frames, labels): up to `per_class` pairs of every class, without replacement."""
@@ -67,14 +87,6 @@ class RealSampler:
         picks = [idx[torch.randperm(len(idx), generator=g)[: self.per_class]] for idx in self.class_indices]
         audio, frames, labels = self.dataset.model_inputs(self.dataset.train.subset(torch.cat(picks)))
         return audio.to(self.device), frames.to(self.device), labels.to(self.device)
-
-
-def class_means(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """[num_classes, D] mean embedding of each class (one batched scatter, no Python loop)."""
-    sums = torch.zeros(num_classes, embeddings.shape[1], dtype=embeddings.dtype, device=embeddings.device)
-    sums.index_add_(0, labels, embeddings)
-    counts = torch.bincount(labels, minlength=num_classes).clamp_min(1).to(embeddings.dtype)
-    return sums / counts[:, None]
 
 
 def mean_matching_loss(real_means: torch.Tensor, syn_means: torch.Tensor) -> torch.Tensor:
@@ -108,28 +120,30 @@ class ClassMeans:
 
 
 class MeanMatcher:
-    """One matching step of the DM family (see the module docstring); a pure function of (seed, iteration)."""
+    """One matching step of the DM family (see the module docstring); a pure function of (seed, iteration).
+
+    With random encoders (DM, AVDD: `cfg` a :class:`MeanMatchingConfig`) the real class means come
+    from :class:`RealStatistics`, computed once per draw; with encoders from elsewhere (DAVDD's
+    bank) both halves are embedded at every step (:meth:`embed`).
+    """
 
     def __init__(self, dataset: AVDataset, cfg: MatchingConfig, labels: torch.Tensor, run: RunContext,
                  encoders: EncoderSource | None = None):
-        """`encoders(iteration) -> (f_audio, f_visual)`, frozen; default: fresh random ones per iteration (DM)."""
-        self.encoders = encoders or self.random_encoders
-        self.prep = dataset.preprocessing
+        """`encoders(iteration) -> (f_audio, f_visual)`, frozen; default: random ones, one per draw (DM)."""
         self.num_classes = dataset.num_classes
-        self.encoder = cfg.encoder
         self.factor = cfg.factor
         self.labels = expand_labels(labels, cfg.factor).to(run.device)
         self.sampler = RealSampler(dataset, cfg.real_per_class, run.device)
         self.augment = DSA(cfg.augment)
         self.seed = run.seed
-        self.device = run.device
-
-    def random_encoders(self, iteration: int) -> tuple[torch.nn.Module, torch.nn.Module]:
-        f_audio, f_visual = get_encoders(self.encoder, self.prep.audio_shape, self.prep.frame_shape,
-                                         derive_seed(self.seed, "encoders", iteration), self.device)
-        for p in (*f_audio.parameters(), *f_visual.parameters()):
-            p.requires_grad_(False)
-        return f_audio, f_visual
+        self.stats = None
+        if encoders is None:
+            cache = {"": user_cache_dir("real-stats"), "off": None}.get(cfg.real_cache, Path(cfg.real_cache))
+            self.stats = RealStatistics(dataset, self.sampler, cfg.encoder, self.augment, run.seed, cfg.draws,
+                                        run.device, cache, run.progress, cfg.precision)
+            self.draws_used = min(cfg.iterations, cfg.draws or cfg.iterations)
+            encoders = self.stats.encoders
+        self.encoders = encoders
 
     def embed(self, iteration: int, syn_audio: torch.Tensor, syn_frames: torch.Tensor) -> Embeddings:
         """Per-sample embeddings of a real batch and the synthetic set under one shared DSA draw."""
@@ -144,13 +158,22 @@ class MeanMatcher:
         return Embeddings(real_a, real_v, real_labels, syn_a, syn_v, self.labels)
 
     def __call__(self, iteration: int, syn_audio: torch.Tensor, syn_frames: torch.Tensor) -> ClassMeans:
-        e = self.embed(iteration, syn_audio, syn_frames)
         C = self.num_classes
-        return ClassMeans(class_means(e.real_audio, e.real_labels, C), class_means(e.real_visual, e.real_labels, C),
-                          class_means(e.syn_audio, e.syn_labels, C), class_means(e.syn_visual, e.syn_labels, C))
+        if self.stats is None:
+            e = self.embed(iteration, syn_audio, syn_frames)
+            return ClassMeans(class_means(e.real_audio, e.real_labels, C), class_means(e.real_visual, e.real_labels, C),
+                              class_means(e.syn_audio, e.syn_labels, C), class_means(e.syn_visual, e.syn_labels, C))
+        draw = self.stats.draw(iteration)
+        real_audio, real_visual = self.stats.means(draw, self.draws_used)
+        f_audio, f_visual = self.stats.encoders(draw)
+        seed = self.stats.augment_seed(draw)
+        with autocast(self.stats.device, self.stats.precision):
+            syn_a = f_audio(self.augment(expand(syn_audio, self.factor), seed)).float()
+            syn_v = f_visual(self.augment(expand(syn_frames, self.factor), seed)).float()
+        return ClassMeans(real_audio, real_visual, class_means(syn_a, self.labels, C), class_means(syn_v, self.labels, C))
 
 
-def run_matching(dataset: AVDataset, ipc: int, cfg: MatchingConfig, run: RunContext,
+def run_matching(dataset: AVDataset, ipc: int, cfg: MeanMatchingConfig, run: RunContext,
                  loss: Callable[[ClassMeans], dict[str, torch.Tensor]], name: str):
     """Initialise, then minimise ``loss(means)["total"]`` with the shared loop; return the synthetic tensors."""
     return optimise_matching(dataset, ipc, cfg, run, lambda matcher, it, a, f: loss(matcher(it, a, f)), name)

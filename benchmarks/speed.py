@@ -1,0 +1,284 @@
+"""Accuracy against wall time: avdistill's fast AVDD against the AVDD-code-style reference loop.
+
+The reference loop spends its time as the public AVDD code does: at every iteration fresh
+random encoders, then for every class separately: draw up to 128 real pairs of that class,
+augment and embed them, embed that class's synthetic pairs (IDM factor 2), AVDD's loss
+(DM + 10 JM + 10 MGM), one optimiser step. Herding initialisation, lr 0.2, momentum 0.5.
+
+Each arm runs in its own process (single-threaded, so two arms never share a core's worth of
+threads) and saves snapshots of its synthetic set at several iteration counts with the wall time
+spent to reach them (initialisation included). Snapshots are then evaluated with the same
+protocol (AVDD: 30 epochs, ensemble head, `--runs` trainings each), and the report gives the
+time each arm needs to reach the reference's accuracy.
+
+  python benchmarks/speed.py run --arm reference      # one arm (see ARMS), cached under --out
+  python benchmarks/speed.py evaluate                 # every snapshot not yet evaluated
+  python benchmarks/speed.py report                   # docs/BENCHMARKS.md section + figure
+  python benchmarks/speed.py all                      # the three, every arm
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from docsection import write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+IPC = 10
+# name -> how it runs: "reference" or avdistill's AVDD with these options, and the iteration counts snapshotted
+ARMS: dict[str, dict] = {
+    "reference": {"loop": "reference", "snapshots": [10, 25, 50, 100, 200, 300],
+                  "summary": "AVDD-code style: per-class passes and steps, lr 0.2"},
+    "avdd": {"loop": "avdistill", "options": {"real_cache": "off"}, "snapshots": [10, 25, 50, 100, 200],
+             "summary": "avdistill AVDD defaults (one batched step per iteration)"},
+    "lr0.4": {"loop": "avdistill", "options": {"real_cache": "off", "lr_audio": 0.4, "lr_frames": 0.4},
+               "snapshots": [10, 25, 50, 100], "summary": "twice the step size"},
+    "lr0.8": {"loop": "avdistill", "options": {"real_cache": "off", "lr_audio": 0.8, "lr_frames": 0.8},
+               "snapshots": [10, 25, 50, 100], "summary": "four times the step size"},
+    "lr0.8-draws20": {"loop": "avdistill", "options": {"real_cache": "off", "lr_audio": 0.8, "lr_frames": 0.8,
+                                                          "draws": 20},
+                         "snapshots": [10, 25, 50, 100], "summary": "and 20 cycled draws (real side computed 20 times)"},
+}
+
+
+def run_arm(name: str, out: Path) -> None:
+    """Run one arm in this process and save its snapshots (``out/NAME.safetensors`` + ``.json``)."""
+    import torch
+    from safetensors.torch import save_file
+
+    torch.set_num_threads(1)
+    from avdistill.data import load_dataset
+
+    dataset = load_dataset("av-digits")
+    arm = ARMS[name]
+    snapshots: dict[str, torch.Tensor] = {}
+    times: dict[int, float] = {}
+    start = time.perf_counter()
+
+    def record(iteration: int, audio: torch.Tensor, frames: torch.Tensor) -> None:
+        if iteration in arm["snapshots"]:
+            times[iteration] = time.perf_counter() - start
+            snapshots[f"{iteration}.audio"] = audio.detach().clone()
+            snapshots[f"{iteration}.frames"] = frames.detach().clone()
+
+    loop = reference_loop if arm["loop"] == "reference" else avdistill_loop
+    labels, factor = loop(dataset, arm, record)
+    snapshots["labels"] = labels
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(snapshots, str(out / f"{name}.safetensors"))
+    from avdistill.io import versions, write_json
+    write_json(out / f"{name}.json", {"arm": arm, "ipc": IPC, "factor": factor, "seconds": times,
+                                     "load_average": os.getloadavg(), "versions": versions()})
+
+
+def reference_loop(dataset, arm: dict, record):
+    """AVDD-code style: per-class forward passes and a per-class optimiser step (see the module docstring)."""
+    import torch
+
+    from avdistill.augment import DSA
+    from avdistill.methods.factor import expand
+    from avdistill.methods.init import HerdingFeatures, initial_synthetic
+    from avdistill.models import get_encoders
+    from avdistill.seeding import derive_seed, generator
+
+    factor, lam, real_per_class, seed = 2, 10.0, 128, 0
+    prep = dataset.preprocessing
+    audio, frames, labels = initial_synthetic(dataset, IPC, "herding", seed, factor, HerdingFeatures())
+    audio.requires_grad_(True), frames.requires_grad_(True)
+    optimizer = torch.optim.SGD([audio, frames], lr=0.2, momentum=0.5)
+    augment = DSA()
+    by_class = dataset.train.class_indices(dataset.num_classes)
+    for it in range(max(arm["snapshots"]) + 1):
+        record(it, audio, frames)
+        if it == max(arm["snapshots"]):
+            break
+        f_audio, f_visual = get_encoders("small", prep.audio_shape, prep.frame_shape, derive_seed(seed, "encoders", it))
+        g = generator(seed, "real_batch", it)
+        for c, idx in enumerate(by_class):
+            pick = idx[torch.randperm(len(idx), generator=g)[:real_per_class]]
+            real_audio, real_frames, _ = dataset.model_inputs(dataset.train.subset(pick))
+            aug = derive_seed(seed, "augment", it, c)
+            mine = labels == c
+            with torch.no_grad():
+                ra, rv = f_audio(augment(real_audio, aug)).mean(0), f_visual(augment(real_frames, aug)).mean(0)
+            sa = f_audio(augment(expand(audio[mine], factor), aug)).mean(0)
+            sv = f_visual(augment(expand(frames[mine], factor), aug)).mean(0)
+            loss = ((ra - sa) ** 2).sum() + ((rv - sv) ** 2).sum()
+            loss = loss + lam * ((ra + rv - sa - sv) ** 2).sum() + lam * ((ra - rv - sa + sv) ** 2).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return labels, factor
+
+
+def avdistill_loop(dataset, arm: dict, record):
+    """avdistill's AVDD through the shared matching loop, snapshotting before the chosen iterations."""
+    from avdistill.methods.avdd import AVDDConfig, avdd_loss
+    from avdistill.methods.base import RunContext, make_config, get_method
+    from avdistill.methods.matching import optimise_matching
+
+    cfg: AVDDConfig = make_config(get_method("avdd"), {**arm["options"], "iterations": max(arm["snapshots"])})
+    run = RunContext(seed=0, progress=False)
+
+    def step(matcher, iteration, audio, frames):
+        record(iteration, audio, frames)
+        return avdd_loss(matcher(iteration, audio, frames), cfg.lam_jm, cfg.lam_mgm)
+
+    audio, frames, labels = optimise_matching(dataset, IPC, cfg, run, step, "avdd")
+    record(cfg.iterations, audio, frames)
+    return labels, cfg.factor
+
+
+def evaluate_snapshots(out: Path, runs: int) -> None:
+    """Evaluate every snapshot not yet in ``out/NAME.eval.json`` (one JSON entry per iteration count)."""
+    import torch
+    from safetensors.torch import load_file
+
+    torch.set_num_threads(1)
+    from avdistill.data import load_dataset
+    from avdistill.evaluation import evaluate
+    from avdistill.io import write_json
+    from avdistill.synthetic import SyntheticSet
+
+    dataset = load_dataset("av-digits")
+    for meta_path in sorted(out.glob("*.json")):
+        if meta_path.name.endswith(".eval.json"):
+            continue
+        name = meta_path.stem
+        meta = json.loads(meta_path.read_text())
+        tensors = load_file(str(out / f"{name}.safetensors"))
+        done_path = out / f"{name}.eval.json"
+        done = json.loads(done_path.read_text()) if done_path.exists() else {}
+        for iteration in sorted(meta["seconds"], key=int):
+            if iteration in done and len(done[iteration]) >= runs:
+                continue
+            syn = SyntheticSet(tensors[f"{iteration}.audio"], tensors[f"{iteration}.frames"], tensors["labels"],
+                               list(dataset.classes), dataset.preprocessing, factor=meta["factor"])
+            done[iteration] = evaluate(syn, dataset, runs=runs, progress=False).accuracies
+            write_json(done_path, done)
+            print(name, iteration, done[iteration], flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("run", "evaluate", "report", "all"))
+    parser.add_argument("--arm", choices=tuple(ARMS), help="run: the arm")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "speed"), help="cache of snapshots and evaluations")
+    parser.add_argument("--runs", type=int, default=3, help="evaluation trainings per snapshot")
+    parser.add_argument("--doc", default=str(ROOT / "docs" / "BENCHMARKS.md"))
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    out = Path(args.out)
+    if args.command == "run":
+        run_arm(args.arm, out)
+    elif args.command == "evaluate":
+        evaluate_snapshots(out, args.runs)
+    elif args.command == "all":
+        for name in ARMS:
+            if not (out / f"{name}.json").exists():
+                subprocess.run([sys.executable, __file__, "run", "--arm", name, "--out", str(out)], check=True)
+        evaluate_snapshots(out, args.runs)
+        report(out, Path(args.doc))
+    else:
+        report(out, Path(args.doc))
+
+
+def load_results(out: Path) -> dict[str, dict]:
+    """{arm: {"meta": ..., "points": [(iterations, seconds, [accuracies])]}} for every evaluated arm."""
+    results = {}
+    for name in ARMS:
+        meta_path, eval_path = out / f"{name}.json", out / f"{name}.eval.json"
+        if not (meta_path.exists() and eval_path.exists()):
+            continue
+        meta, accs = json.loads(meta_path.read_text()), json.loads(eval_path.read_text())
+        points = [(int(it), meta["seconds"][it], accs[it]) for it in sorted(accs, key=int)]
+        results[name] = {"meta": meta, "points": points}
+    return results
+
+
+def first_reaching(points, target: float):
+    """The first (iterations, seconds, accuracies) whose mean accuracy reaches `target`, or None."""
+    return next((p for p in points if mean(p[2]) >= target), None)
+
+
+def mean(xs) -> float:
+    return sum(xs) / len(xs)
+
+
+def std(xs) -> float:
+    m = mean(xs)
+    return (sum((x - m) ** 2 for x in xs) / max(len(xs) - 1, 1)) ** 0.5
+
+
+def report(out: Path, doc: Path) -> None:
+    """The "speed" section of docs/BENCHMARKS.md and its figure, from the cached runs and evaluations."""
+    results = load_results(out)
+    if "reference" not in results:
+        raise SystemExit(f"no evaluated reference run under {out}: run `speed.py all` first")
+    ref = results["reference"]["points"]
+    target = max(mean(p[2]) for p in ref)
+    ref_hit = first_reaching(ref, target)
+    figure = doc.parent / "figures" / "speed-accuracy-vs-time.png"
+    plot(results, target, figure)
+    lines = ["# Speed: accuracy against wall time", "",
+             "Regenerate: `python benchmarks/speed.py all` (cache under runs/speed; `report` alone redraws). "
+             f"AV-Digits, IPC {IPC}, AVDD's loss (DM + 10 JM + 10 MGM), herding init with the IDM factor 2, 128 "
+             "real pairs per class; each arm one process with one thread, wall time from the start of the run "
+             "(herding's feature training included) to each snapshot; every snapshot evaluated with the AVDD "
+             f"protocol (30 epochs, ensemble head, {len(ref[0][2])} trainings, mean ± std).", "",
+             f"![accuracy against wall time]({figure.relative_to(doc.parent).as_posix()})", "",
+             "| arm | what it changes | iterations | wall (s) | accuracy (%) |", "|---|---|---|---|---|"]
+    for name, r in results.items():
+        for it, seconds, accs in r["points"]:
+            lines.append(f"| {name} | {ARMS[name].get('summary', '')} | {it} | {seconds:.0f} | "
+                         f"{100 * mean(accs):.2f} ± {100 * std(accs):.2f} |")
+    lines += ["", f"Target: the reference loop's best accuracy, **{100 * target:.2f}%**, first reached after "
+                  f"{ref_hit[0]} iterations and {ref_hit[1]:.0f} s.", "",
+              "| arm | reaches the target after | wall (s) | speed-up vs the reference |", "|---|---|---|---|"]
+    for name, r in results.items():
+        hit = first_reaching(r["points"], target)
+        lines.append(f"| {name} | {hit[0]} iterations | {hit[1]:.0f} | {ref_hit[1] / hit[1]:.1f}x |" if hit else
+                     f"| {name} | not within {r['points'][-1][0]} iterations | – | – |")
+    loads = {name: r["meta"]["load_average"][0] for name, r in results.items()}
+    lines += ["", "Load average at the end of each run: " + ", ".join(f"{n} {v:.1f}" for n, v in loads.items()) + "."]
+    write_section(doc, "speed", "\n".join(lines))
+    print("\n".join(lines))
+
+
+def plot(results: dict, target: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, r in results.items():
+        xs = [p[1] for p in r["points"]]
+        ys = [100 * mean(p[2]) for p in r["points"]]
+        es = [100 * std(p[2]) for p in r["points"]]
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=name,
+                    linestyle="--" if name == "reference" else "-")
+    ax.axhline(100 * target, color="grey", linewidth=0.8, linestyle=":", label="target (reference's best)")
+    ax.set_xscale("log")
+    ax.set_xlabel("wall time (s, log scale), one thread")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"AVDD on AV-Digits, IPC {IPC}: accuracy against distillation time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from avdistill.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
