@@ -33,6 +33,15 @@ def torchrun(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
+@pytest.fixture
+def one_thread():
+    """References at 1 thread, as each torchrun process: herding's ranking can change with the thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def assert_same_set(single, multi_path: Path, atol: float = 1e-5) -> None:
     """Equal up to float summation order (kernels block differently for other batch sizes)."""
     multi = load_synthetic(multi_path)
@@ -62,6 +71,7 @@ def test_single_process_group_is_the_identity():
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to this Python")
+@pytest.mark.usefixtures("one_thread")
 def test_torchrun_avdd_on_av_digits_equals_one_process(tmp_path):
     options = dict(iterations=4, real_per_class=8, init="real", checkpoint_every=2)  # AVDD's factor 2
     single = avdistill.distill(load_dataset("av-digits"), "avdd", ipc=2, seed=1, progress=False, **options)
@@ -79,13 +89,14 @@ def test_torchrun_avdd_on_av_digits_equals_one_process(tmp_path):
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to this Python")
+@pytest.mark.usefixtures("one_thread")
 def test_torchrun_dm_resumes_and_davdd_split_unevenly_equal_one_process(tmp_path):
     """5 classes on 2 processes (2 + 3); DM is interrupted after a checkpoint on both and resumed; DAVDD
     with herding init (computed alike on every process) and the IDM factor."""
     path = save_dataset(make_dataset(num_classes=5), tmp_path / "tiny.safetensors")
     dataset = load_prepared(path)
     dm = dict(ipc=2, seed=3, iterations=6, real_per_class=6, checkpoint_every=3)
-    # DAVDD at its lr of 8 takes steps of ~100 here, which blow rounding differences up to ~1e-3 in 4 steps
+    # at DAVDD's lr of 8 the steps are ~100 here, which blow rounding differences up to ~1e-3 in 4 steps
     davdd = dict(ipc=2, seed=0, iterations=4, real_per_class=6, init="herding", factor=2, herding_epochs=1,
                  lr_audio=0.5, lr_frames=0.5,
                  bank_dir=str(tmp_path / "banks"), **TINY_BANK)
@@ -101,7 +112,8 @@ def test_torchrun_dm_resumes_and_davdd_split_unevenly_equal_one_process(tmp_path
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["dm.checkpoints"] == ["rank-0", "rank-1"]  # one checkpoint per process, then resumed
     assert_same_set(single_dm, tmp_path / "out" / "dm" / "synthetic.safetensors")
-    assert_same_set(single_davdd, tmp_path / "out" / "davdd" / "synthetic.safetensors")
+    # seen up to 2e-5 on values of ~2: DAVDD's unit-vector terms are stiffer and its steps amplify rounding more
+    assert_same_set(single_davdd, tmp_path / "out" / "davdd" / "synthetic.safetensors", atol=1e-4)
     assert report["mtt"].startswith("ConfigError: method 'mtt' cannot be split across processes")
 
 

@@ -50,7 +50,7 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
             splits = ", ".join(sorted(name for name, s in METHODS.items() if s.by_class))
             raise ConfigError(f"method {method!r} cannot be split across processes (only {splits} split by class); "
                               "run it as one process, without torchrun")
-        distributed.class_partition(dataset.num_classes, processes)
+        distributed.class_partition(dataset.num_classes, processes)  # refuses more processes than classes
     with distributed.process_group(device) as group:
         run = RunContext(seed=seed, device=group.device, workdir=workdir, progress=progress and group.leader,
                          fingerprint=fingerprint(method, ipc, config, seed, dataset, group), group=group)

@@ -69,7 +69,7 @@ class RealSampler:
         self.classes = list(range(dataset.num_classes)) if classes is None else classes
 
     def sample(self, seed: int, iteration: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(audio, frames, labels): up to `per_class` pairs of every class, without replacement."""
+        """(audio, frames, labels): up to `per_class` pairs of each of its classes, without replacement."""
         g = generator(seed, "real_batch", iteration)
         picks = [idx[torch.randperm(len(idx), generator=g)[: self.per_class]] for idx in self.class_indices]
         picks = [picks[c] for c in self.classes]
