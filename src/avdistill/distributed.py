@@ -12,6 +12,12 @@ momentum updates each element from its own gradient. So a process that optimises
 classes' rows, against only its classes' terms, computes the same rows as one process doing
 all classes, up to the order of float summation (and batch-size-dependent kernel choices).
 
+What does not split: the initial set (herding's feature networks included) and DAVDD's bank are
+computed alike by every process (each keeps its classes' rows of the set); methods that are not a per-class sum
+(MTT matches training trajectories on the whole set; the coresets are cheap and their cost is
+feature training on the whole set) and random encoders with batch norm (whose batch statistics
+mix the classes) refuse to run on more than one process, rather than repeat the work in each.
+
 Partition: contiguous, balanced blocks of classes (sizes differ by at most one), so the full set
 is the processes' rows concatenated in rank order, which is class order. Per-class work is about
 equal (the same IPC and real pairs per class), so balancing by class count balances the work.
@@ -21,10 +27,9 @@ process group is created.
 
 from __future__ import annotations
 
-import contextlib
+import atexit
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -126,14 +131,17 @@ class Group:
             _collective(dist.barrier)
 
 
-@contextlib.contextmanager
-def process_group(device: str = "cpu") -> Iterator[Group]:
-    """This run's :class:`Group`: joins torchrun's process group (gloo on CPU, NCCL on CUDA, each process
-    on cuda:LOCAL_RANK) and leaves it afterwards; a single process without torchrun."""
+def join(device: str = "cpu") -> Group:
+    """This process's :class:`Group`: a single process without torchrun; under torchrun, its process group
+    (gloo on CPU, NCCL on CUDA with each process on cuda:LOCAL_RANK), joined on first use and left at exit.
+
+    Joined once per process: a gloo group destroyed and created again in the same process can hang
+    in its rendezvous (seen with torch 2.13), so consecutive distill() calls share one. A group the
+    caller initialised itself is used as it is.
+    """
     size = world_size()
     if size == 1:
-        yield Group(device=device)
-        return
+        return Group(device=device)
     me, local = rank(), _env_int("LOCAL_RANK", 0)
     kind = torch.device(device)
     if kind.type == "cuda":
@@ -147,16 +155,20 @@ def process_group(device: str = "cpu") -> Iterator[Group]:
         backend = "gloo"
     else:
         raise ConfigError(f"--device {device}: multi-process runs use cpu (gloo) or cuda (NCCL)")
-    owner = not dist.is_initialized()  # a caller's own group is reused and left to the caller
-    if owner:
+    if not dist.is_initialized():
         dist.init_process_group(backend, timeout=TIMEOUT)
+        atexit.register(_leave)
     elif dist.get_world_size() != size or dist.get_rank() != me:
         raise ConfigError("the existing process group does not match torchrun's WORLD_SIZE/RANK")
-    try:
-        yield Group(rank=me, world_size=size, device=device)
-    finally:
-        if owner:
-            dist.destroy_process_group()
+    elif backend not in str(dist.get_backend()):
+        raise ConfigError(f"--device {device} needs the {backend} backend, but this process joined a "
+                          f"{dist.get_backend()} group")
+    return Group(rank=me, world_size=size, device=device)
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _collective(fn, *args, **kwargs) -> None:

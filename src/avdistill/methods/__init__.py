@@ -51,32 +51,32 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
             raise ConfigError(f"method {method!r} cannot be split across processes (only {splits} split by class); "
                               "run it as one process, without torchrun")
         distributed.class_partition(dataset.num_classes, processes)  # refuses more processes than classes
-    with distributed.process_group(device) as group:
-        run = RunContext(seed=seed, device=group.device, workdir=workdir, progress=progress and group.leader,
-                         fingerprint=fingerprint(method, ipc, config, seed, dataset, group), group=group)
-        start = time.perf_counter()
-        audio, frames, labels = spec.run(dataset, ipc, config, run)
-        meta = {
-            "method": method,
-            "ipc": ipc,
-            "seed": seed,
-            "config": dataclasses.asdict(config),
-            "device": group.device,
-            "world_size": group.world_size,
-            "wall_seconds": round(time.perf_counter() - start, 3),
-            "source": {"name": dataset.name, "path": dataset.source_path, "sha256": dataset.checksum},
-            "versions": versions(),
-        }
-        syn = SyntheticSet(audio, frames, labels, list(dataset.classes), dataset.preprocessing, meta,
-                           factor=getattr(config, "factor", 1))
-        if workdir is not None:
-            if group.leader:
-                syn.save(workdir / SYNTHETIC_FILE)
-            group.barrier()  # every process keeps its checkpoint until the set is safely written
-            finish(group.rank_dir(workdir))
-            if group.world_size > 1:
-                with contextlib.suppress(OSError):  # e.g. a temporary file a killed save left behind
-                    group.rank_dir(workdir).rmdir()
+    group = distributed.join(device)
+    run = RunContext(seed=seed, device=group.device, workdir=workdir, progress=progress and group.leader,
+                     fingerprint=fingerprint(method, ipc, config, seed, dataset, group), group=group)
+    start = time.perf_counter()
+    audio, frames, labels = spec.run(dataset, ipc, config, run)
+    meta = {
+        "method": method,
+        "ipc": ipc,
+        "seed": seed,
+        "config": dataclasses.asdict(config),
+        "device": group.device,
+        "world_size": group.world_size,
+        "wall_seconds": round(time.perf_counter() - start, 3),
+        "source": {"name": dataset.name, "path": dataset.source_path, "sha256": dataset.checksum},
+        "versions": versions(),
+    }
+    syn = SyntheticSet(audio, frames, labels, list(dataset.classes), dataset.preprocessing, meta,
+                       factor=getattr(config, "factor", 1))
+    if workdir is not None:
+        if group.leader:
+            syn.save(workdir / SYNTHETIC_FILE)
+        group.barrier()  # every process keeps its checkpoint until the set is safely written
+        finish(group.rank_dir(workdir))
+        if group.world_size > 1:
+            with contextlib.suppress(OSError):  # e.g. a temporary file a killed save left behind
+                group.rank_dir(workdir).rmdir()
     return syn
 
 
