@@ -92,7 +92,8 @@ def test_torchrun_avdd_on_av_digits_equals_one_process(tmp_path):
 @pytest.mark.usefixtures("one_thread")
 def test_torchrun_dm_resumes_and_davdd_split_unevenly_equal_one_process(tmp_path):
     """5 classes on 2 processes (2 + 3); DM is interrupted after a checkpoint on both and resumed; DAVDD
-    with herding init (computed alike on every process) and the IDM factor."""
+    with herding init (computed alike on every process) and the IDM factor; MTT and batch-norm random
+    encoders refuse (and the process group goes on to the next job)."""
     path = save_dataset(make_dataset(num_classes=5), tmp_path / "tiny.safetensors")
     dataset = load_prepared(path)
     dm = dict(ipc=2, seed=3, iterations=6, real_per_class=6, checkpoint_every=3)
@@ -104,7 +105,8 @@ def test_torchrun_dm_resumes_and_davdd_split_unevenly_equal_one_process(tmp_path
     single_davdd = avdistill.distill(dataset, "davdd", progress=False, **davdd)  # trains and caches the bank
     jobs = {"dm": {"method": "dm", "options": dm, "interrupt_after": 1},
             "davdd": {"method": "davdd", "options": davdd},
-            "mtt": {"method": "mtt", "options": {"ipc": 1}}}
+            "mtt": {"method": "mtt", "options": {"ipc": 1}},
+            "dm-bn": {"method": "dm", "options": {"ipc": 1, "iterations": 1, "encoder": "small-bn"}}}
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
     done = torchrun(str(Path(__file__).with_name("dist_worker.py")), str(path), str(tmp_path / "out"),
                     str(tmp_path / "jobs.json"))
@@ -115,6 +117,7 @@ def test_torchrun_dm_resumes_and_davdd_split_unevenly_equal_one_process(tmp_path
     # seen up to 2e-5 on values of ~2: DAVDD's unit-vector terms are stiffer and its steps amplify rounding more
     assert_same_set(single_davdd, tmp_path / "out" / "davdd" / "synthetic.safetensors", atol=1e-4)
     assert report["mtt"].startswith("ConfigError: method 'mtt' cannot be split across processes")
+    assert report["dm-bn"].startswith("ConfigError: encoder 'small-bn' normalises over the batch")
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to this Python")
