@@ -30,12 +30,20 @@ def main(argv: list[str] | None = None) -> int:
         {"prepare": prepare.run, "evaluate": evaluate.run, "show": show.run, "bench": bench.run,
          "demo": demo.run}[args.command](args)
     except AVDistillError as exc:
-        print(f"avdistill: error: {exc}", file=sys.stderr)
+        print(f"avdistill: error{_process()}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("avdistill: interrupted (a rerun with the same --out resumes from the last checkpoint)", file=sys.stderr)
         return 130
     return 0
+
+
+def _process() -> str:
+    """Which process failed, under torchrun (each process reports its own error)."""
+    import os
+
+    size = os.environ.get("WORLD_SIZE", "1")
+    return f" (process {os.environ.get('RANK', '?')} of {size})" if size not in ("", "1") else ""
 
 
 if __name__ == "__main__":

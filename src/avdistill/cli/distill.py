@@ -28,6 +28,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
+    from avdistill import distributed
     from avdistill.cli.common import load_data
     from avdistill.methods import SYNTHETIC_FILE, distill, get_method
 
@@ -41,5 +42,6 @@ def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
     options = config_overrides(method_parser.parse_args(method_args), spec.config_class)
     dataset = load_data(args.data, args.verify)
     syn = distill(dataset, args.method, args.ipc, args.seed, args.out, args.device, not args.quiet, **options)
-    print(f"{args.method}: {len(syn.labels)} pairs ({syn.ipc} per class) in {syn.meta['wall_seconds']:.1f} s "
-          f"-> {Path(args.out) / SYNTHETIC_FILE}")
+    if distributed.rank() == 0:  # under torchrun, once
+        print(f"{args.method}: {len(syn.labels)} pairs ({syn.ipc} per class) in {syn.meta['wall_seconds']:.1f} s "
+              f"-> {Path(args.out) / SYNTHETIC_FILE}")

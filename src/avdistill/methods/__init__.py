@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
 
 import torch
 
+from avdistill import distributed
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError, DataError
 from avdistill.io import check_output_dir, versions
@@ -26,6 +28,10 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
 
     With `out` (a folder), the run checkpoints there, logs every loss term to ``losses.jsonl``,
     resumes if interrupted, and writes ``synthetic.safetensors`` + ``synthetic.json``.
+
+    Launched by torchrun (``torchrun --nproc_per_node=N -m avdistill distill ...``), the processes
+    split the classes (methods registered ``by_class``; see :mod:`avdistill.distributed`), each
+    checkpoints in ``out/rank-K/``, and every process returns the whole set; rank 0 writes it.
     """
     if not isinstance(ipc, int) or isinstance(ipc, bool):
         raise ConfigError(f"ipc must be a whole number, got {ipc!r}")
@@ -38,8 +44,16 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
         empty = ", ".join(repr(dataset.classes[c]) for c in torch.nonzero(counts == 0).flatten().tolist())
         raise DataError(dataset.source_path or dataset.name, f"classes without training pairs: {empty}")
     workdir = check_output_dir(out) if out is not None else None
-    run = RunContext(seed=seed, device=device, workdir=workdir, progress=progress,
-                     fingerprint=fingerprint(method, ipc, config, seed, dataset))
+    processes = distributed.world_size()
+    if processes > 1:  # checked before the processes join, so all of them stop alike
+        if not spec.by_class:
+            splits = ", ".join(sorted(name for name, s in METHODS.items() if s.by_class))
+            raise ConfigError(f"method {method!r} cannot be split across processes (only {splits} split by class); "
+                              "run it as one process, without torchrun")
+        distributed.class_partition(dataset.num_classes, processes)  # refuses more processes than classes
+    group = distributed.join(device)
+    run = RunContext(seed=seed, device=group.device, workdir=workdir, progress=progress and group.leader,
+                     fingerprint=fingerprint(method, ipc, config, seed, dataset, group), group=group)
     start = time.perf_counter()
     audio, frames, labels = spec.run(dataset, ipc, config, run)
     meta = {
@@ -47,7 +61,8 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
         "ipc": ipc,
         "seed": seed,
         "config": dataclasses.asdict(config),
-        "device": device,
+        "device": group.device,
+        "world_size": group.world_size,
         "wall_seconds": round(time.perf_counter() - start, 3),
         "source": {"name": dataset.name, "path": dataset.source_path, "sha256": dataset.checksum},
         "versions": versions(),
@@ -55,8 +70,13 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
     syn = SyntheticSet(audio, frames, labels, list(dataset.classes), dataset.preprocessing, meta,
                        factor=getattr(config, "factor", 1))
     if workdir is not None:
-        syn.save(workdir / SYNTHETIC_FILE)
-        finish(workdir)
+        if group.leader:
+            syn.save(workdir / SYNTHETIC_FILE)
+        group.barrier()  # every process keeps its checkpoint until the set is safely written
+        finish(group.rank_dir(workdir))
+        if group.world_size > 1:
+            with contextlib.suppress(OSError):  # e.g. a temporary file a killed save left behind
+                group.rank_dir(workdir).rmdir()
     return syn
 
 

@@ -75,6 +75,7 @@ def avdd_loss(m: ClassMeans, lam_jm: float, lam_mgm: float) -> dict:
     return {"total": total, "dm_audio": dm_audio, "dm_visual": dm_visual, "jm": jm, "mgm": mgm}
 
 
-@register_method("avdd", AVDDConfig, "AVDD: DM + joint and modality-gap matching, herding init, IDM factor")
+@register_method("avdd", AVDDConfig, "AVDD: DM + joint and modality-gap matching, herding init, IDM factor",
+                 by_class=True)
 def distill_avdd(dataset, ipc: int, cfg: AVDDConfig, run: RunContext):
     return run_matching(dataset, ipc, cfg, run, lambda m: avdd_loss(m, cfg.lam_jm, cfg.lam_mgm), "avdd")

@@ -2,7 +2,8 @@
 
 A method is a function ``(dataset, ipc, config, run) -> (audio, frames, labels)`` in model
 space, registered with a config dataclass whose fields (with ``help`` metadata) become the
-command-line options of ``avdistill distill --method NAME``.
+command-line options of ``avdistill distill --method NAME``. A method registered ``by_class``
+can be split by class across the processes of a multi-process run (:mod:`avdistill.distributed`).
 """
 
 from __future__ import annotations
@@ -17,18 +18,21 @@ import torch
 
 from avdistill.data.dataset import AVDataset
 from avdistill.config import build_config
+from avdistill.distributed import Group
 from avdistill.errors import ConfigError
 
 
 @dataclass
 class RunContext:
-    """Where and how a method runs: its seed, device, output folder (checkpoints, logs) and progress bars."""
+    """Where and how a method runs: its seed, device, output folder (checkpoints, logs), progress bars and
+    process group (one process unless launched by torchrun)."""
 
     seed: int = 0
     device: str = "cpu"
     workdir: Path | None = None
     progress: bool = True
     fingerprint: str = ""
+    group: Group = Group()
 
 
 def option(default, help: str, **kwargs):
@@ -43,14 +47,16 @@ class MethodSpec:
     run: Callable[[AVDataset, int, object, RunContext], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     config_class: type
     summary: str
+    by_class: bool = False
 
 
 METHODS: dict[str, MethodSpec] = {}
 
 
-def register_method(name: str, config_class: type, summary: str):
+def register_method(name: str, config_class: type, summary: str, by_class: bool = False):
+    """`by_class`: the method's loss is a sum over classes, each touching only its class's synthetic rows."""
     def wrap(fn):
-        METHODS[name] = MethodSpec(name, fn, config_class, summary)
+        METHODS[name] = MethodSpec(name, fn, config_class, summary, by_class)
         return fn
     return wrap
 
@@ -66,7 +72,11 @@ def make_config(spec: MethodSpec, overrides: dict | None = None):
     return build_config(spec.config_class, dict(overrides or {}))
 
 
-def fingerprint(method: str, ipc: int, config, seed: int, dataset: AVDataset) -> str:
-    """Identity of a run, stored in checkpoints so a resume never mixes two different runs."""
-    return json.dumps({"method": method, "ipc": ipc, "seed": seed, "config": dataclasses.asdict(config),
-                       "dataset": dataset.checksum}, sort_keys=True)
+def fingerprint(method: str, ipc: int, config, seed: int, dataset: AVDataset, group: Group = Group()) -> str:
+    """Identity of a run, stored in checkpoints so a resume never mixes two different runs (nor the
+    processes of one: a multi-process run adds world size and rank; a single process's is unchanged)."""
+    identity = {"method": method, "ipc": ipc, "seed": seed, "config": dataclasses.asdict(config),
+                "dataset": dataset.checksum}
+    if group.world_size > 1:
+        identity.update(world_size=group.world_size, rank=group.rank)
+    return json.dumps(identity, sort_keys=True)

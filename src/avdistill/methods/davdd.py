@@ -199,13 +199,15 @@ def entry_index(seed: int, iteration: int, entries: int) -> int:
     return int(torch.randint(entries, (1,), generator=generator(seed, "bank_entry", iteration)))
 
 
-def davdd_step(bank: Bank, prototypes: Prototypes, lam: dict[str, float], seed: int, num_classes: int):
-    """The per-iteration loss for :func:`optimise_matching` (the matcher's encoders come from the same entry)."""
+def davdd_step(bank: Bank, prototypes: Prototypes, lam: dict[str, float], seed: int):
+    """The per-iteration loss for :func:`optimise_matching` (the matcher's encoders come from the same entry),
+    over the matcher's classes: every term is a sum over classes and each prototype belongs to one class, so a
+    process of a multi-process run keeps only its classes' prototypes (:mod:`avdistill.distributed`)."""
     def step(matcher: MeanMatcher, iteration: int, audio: torch.Tensor, frames: torch.Tensor) -> dict:
         k = entry_index(seed, iteration, len(bank))
         d = decouple(bank.entries[k], matcher.embed(iteration, audio, frames))
-        current = prototypes.update(k, d, num_classes)
-        return davdd_loss(d, current, lam, num_classes)
+        current = prototypes.update(k, d, matcher.num_classes)
+        return davdd_loss(d, current, lam, matcher.num_classes)
     return step
 
 
@@ -217,13 +219,14 @@ def prepare_bank(dataset, cfg: DAVDDConfig, device: str = "cpu", progress: bool 
 
 
 @register_method("davdd", DAVDDConfig, "DAVDD (reconstruction): pretrained + decoupler banks, private matching, "
-                                       "common intermodal matching, sample/distribution alignment")
+                                       "common intermodal matching, sample/distribution alignment", by_class=True)
 def distill_davdd(dataset, ipc: int, cfg: DAVDDConfig, run: RunContext):
     bank = prepare_bank(dataset, cfg, run.device, run.progress)
     lam = weights(cfg)
-    prototypes = Prototypes(len(bank), dataset.num_classes, bank.entries[0].decoupler_audio.common_dim,
-                            cfg.ema_momentum, run.device)
-    step = davdd_step(bank, prototypes, lam, run.seed, dataset.num_classes)
+    classes = run.group.classes(dataset.num_classes)
+    prototypes = Prototypes(len(bank), len(classes), bank.entries[0].decoupler_audio.common_dim, cfg.ema_momentum,
+                            run.device)
+    step = davdd_step(bank, prototypes, lam, run.seed)
     encoders = lambda iteration: bank.entries[entry_index(run.seed, iteration, len(bank))].encoders  # noqa: E731
     return optimise_matching(dataset, ipc, cfg, run, step, "davdd", encoders=encoders, state=prototypes.state)
 

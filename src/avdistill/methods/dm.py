@@ -34,6 +34,7 @@ def dm_loss(m: ClassMeans) -> dict:
     return {"total": dm_audio + dm_visual, "dm_audio": dm_audio, "dm_visual": dm_visual}
 
 
-@register_method("dm", DMConfig, "Distribution Matching: per-class mean embeddings under random encoders")
+@register_method("dm", DMConfig, "Distribution Matching: per-class mean embeddings under random encoders",
+                 by_class=True)
 def distill_dm(dataset, ipc: int, cfg: DMConfig, run: RunContext):
     return run_matching(dataset, ipc, cfg, run, dm_loss, "dm")

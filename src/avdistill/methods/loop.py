@@ -9,11 +9,16 @@ A method that carries state across iterations (DAVDD's EMA prototypes) passes it
 a dict of tensors it updates in place: the checkpoint saves it and a resume restores it. Because
 all per-iteration randomness is derived from (seed, iteration), a run resumed from a checkpoint
 continues exactly as if it had never stopped.
+
+In a multi-process run (``group``, :mod:`avdistill.distributed`) each process optimises its
+classes' rows and keeps its own checkpoint in ``workdir/rank-K/``; the logged terms are the sums
+over the processes (the whole set's loss), and rank 0 alone writes the log and the progress bar.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from avdistill.data.storage import tensor_digests, verify_digests
+from avdistill.distributed import Group
 from avdistill.errors import ConfigError, DataError
 from avdistill.io import atomic_path
 
@@ -35,7 +41,8 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
                        lr_audio: float, lr_frames: float, momentum: float, fingerprint: str,
                        workdir: Path | None = None, checkpoint_every: int = 50, progress: bool = True,
                        desc: str = "distill", extra: dict[str, tuple[torch.Tensor, float]] | None = None,
-                       state: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       state: dict[str, torch.Tensor] | None = None,
+                       group: Group = Group()) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise the method's loss over the synthetic audio and frames; return the final tensors.
 
     `extra` maps a name to (leaf tensor, learning rate): tensors the method's loss reads (through
@@ -55,11 +62,14 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
     learnable = {"audio": audio, "frames": frames, **{f"extra.{name}": t for name, (t, _) in extra.items()}}
     state = state or {}
     start = 0
-    log_path = workdir / LOSS_LOG if workdir else None
+    log_path = workdir / LOSS_LOG if workdir is not None and group.leader else None
     if workdir is not None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        start = _resume(workdir, fingerprint, learnable, optimizer, state)
-        _truncate_log(log_path, start)
+        checkpoints = group.rank_dir(workdir)
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        start = group.agree(_resume(checkpoints, fingerprint, learnable, optimizer, state),
+                            "the iteration to resume from (delete the rank-K checkpoints to start over)")
+        if log_path:
+            _truncate_log(log_path, start)
     log = open(log_path, "a") if log_path else None
     try:
         bar = tqdm(range(start, iterations), initial=start, total=iterations, desc=desc, disable=not progress,
@@ -67,19 +77,20 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
         for iteration in bar:
             optimizer.zero_grad(set_to_none=True)
             terms = loss_terms(iteration, audio, frames)
-            if not torch.isfinite(terms["total"].detach()):
-                raise ConfigError(f"{desc}: the loss became {float(terms['total'].detach())} at iteration "
+            values = group.sum_terms(terms)
+            if not math.isfinite(values["total"]):
+                raise ConfigError(f"{desc}: the loss became {values['total']} at iteration "
                                   f"{iteration} (the optimisation diverged); lower the learning rates")
             terms["total"].backward()
             optimizer.step()
-            values = {k: float(v.detach()) for k, v in terms.items()}
             bar.set_postfix(loss=f"{values['total']:.4g}", refresh=False)
             if log:
                 log.write(json.dumps({"iteration": iteration, **values}) + "\n")
             done = iteration + 1
             if workdir is not None and (done % checkpoint_every == 0) and done < iterations:
-                log.flush()
-                _save_checkpoint(workdir, fingerprint, done, learnable, optimizer, state)
+                if log:
+                    log.flush()
+                _save_checkpoint(checkpoints, fingerprint, done, learnable, optimizer, state)
     finally:
         if log:
             log.close()

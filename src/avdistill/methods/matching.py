@@ -21,6 +21,7 @@ import torch
 
 from avdistill.augment import DEFAULT_STRATEGY, DSA
 from avdistill.data.dataset import AVDataset
+from avdistill.errors import ConfigError
 from avdistill.methods.base import RunContext, option
 from avdistill.methods.factor import MAX_FACTOR, expand, expand_labels
 from avdistill.methods.features import SPACES
@@ -28,7 +29,7 @@ from avdistill.methods.init import INITS, HerdingFeatures, initial_synthetic
 from avdistill.methods.loop import optimise_synthetic
 from avdistill.methods.realstats import PRECISIONS, RealStatistics, autocast, class_means
 from avdistill.io import user_cache_dir
-from avdistill.models import PRESETS
+from avdistill.models import PRESETS, uses_batch_statistics
 from avdistill.seeding import derive_seed, generator
 
 
@@ -71,21 +72,27 @@ class MeanMatchingConfig(MatchingConfig):
 
 
 class RealSampler:
-    """Draws a seeded batch of real training pairs per class, normalised for the encoders."""
+    """Draws a seeded batch of real training pairs per class, normalised for the encoders.
 
-    def __init__(self, dataset: AVDataset, per_class: int, device: str = "cpu"):
+    `classes` (default: all) is the subset to return, e.g. one process's share
+    (:mod:`avdistill.distributed`), labelled 0..len-1 in that order. Every class's permutation is
+    still drawn, in class order, so each class gets the same pairs as in the full batch.
+    """
+
+    def __init__(self, dataset: AVDataset, per_class: int, device: str = "cpu", classes: list[int] | None = None):
         self.dataset = dataset
         self.per_class = per_class
         self.device = device
         self.class_indices = dataset.train.class_indices(dataset.num_classes)
-        self.classes = list(range(dataset.num_classes))
-        self.num_classes = len(self.classes)
+        self.classes = list(range(dataset.num_classes)) if classes is None else classes
 
     def sample(self, seed: int, iteration: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(audio, frames, labels): up to `per_class` pairs of every class, without replacement."""
+        """(audio, frames, labels): up to `per_class` pairs of each of its classes, without replacement."""
         g = generator(seed, "real_batch", iteration)
         picks = [idx[torch.randperm(len(idx), generator=g)[: self.per_class]] for idx in self.class_indices]
-        audio, frames, labels = self.dataset.model_inputs(self.dataset.train.subset(torch.cat(picks)))
+        picks = [picks[c] for c in self.classes]
+        audio, frames, _ = self.dataset.model_inputs(self.dataset.train.subset(torch.cat(picks)))
+        labels = torch.arange(len(picks)).repeat_interleave(torch.tensor([len(p) for p in picks]))
         return audio.to(self.device), frames.to(self.device), labels.to(self.device)
 
 
@@ -128,12 +135,13 @@ class MeanMatcher:
     """
 
     def __init__(self, dataset: AVDataset, cfg: MatchingConfig, labels: torch.Tensor, run: RunContext,
-                 encoders: EncoderSource | None = None):
-        """`encoders(iteration) -> (f_audio, f_visual)`, frozen; default: random ones, one per draw (DM)."""
-        self.num_classes = dataset.num_classes
+                 encoders: EncoderSource | None = None, classes: list[int] | None = None):
+        """`encoders(iteration) -> (f_audio, f_visual)`, frozen; default: random ones, one per draw (DM).
+        `classes`: the subset matched (default: all), labelled 0..len-1 in `labels` and in the means."""
+        self.num_classes = dataset.num_classes if classes is None else len(classes)
         self.factor = cfg.factor
         self.labels = expand_labels(labels, cfg.factor).to(run.device)
-        self.sampler = RealSampler(dataset, cfg.real_per_class, run.device)
+        self.sampler = RealSampler(dataset, cfg.real_per_class, run.device, classes)
         self.augment = DSA(cfg.augment)
         self.seed = run.seed
         self.stats = None
@@ -186,13 +194,25 @@ def optimise_matching(dataset: AVDataset, ipc: int, cfg: MatchingConfig, run: Ru
                       name: str, encoders: EncoderSource | None = None,
                       state: dict[str, torch.Tensor] | None = None):
     """:func:`run_matching` for methods that need more than class means: ``step(matcher, iteration, audio,
-    frames)`` returns the loss terms; `encoders` replaces the random ones and `state` is checkpointed."""
+    frames)`` returns the loss terms; `encoders` replaces the random ones and `state` is checkpointed.
+
+    In a multi-process run each process optimises its classes' rows only (the loss is a sum over
+    classes, see :mod:`avdistill.distributed`) and the rows are gathered into the whole set.
+    """
+    group = run.group
+    if encoders is None and group.world_size > 1 and uses_batch_statistics(cfg.encoder):
+        raise ConfigError(f"encoder {cfg.encoder!r} normalises over the batch, which mixes the classes, so it cannot "
+                          "be split across processes; choose another --encoder or run one process")
     herding = HerdingFeatures(cfg.herding_space, cfg.encoder, cfg.herding_epochs, run.progress)
     audio, frames, labels = initial_synthetic(dataset, ipc, cfg.init, run.seed, cfg.factor, herding)
-    matcher = MeanMatcher(dataset, cfg, labels, run, encoders)
+    classes = group.classes(dataset.num_classes)
+    mine = torch.isin(labels, torch.tensor(classes))
+    local_labels = torch.searchsorted(torch.tensor(classes), labels[mine])
+    matcher = MeanMatcher(dataset, cfg, local_labels, run, encoders, classes)
     audio, frames = optimise_synthetic(
-        audio.to(run.device), frames.to(run.device), lambda it, a, f: step(matcher, it, a, f),
+        audio[mine].to(run.device), frames[mine].to(run.device), lambda it, a, f: step(matcher, it, a, f),
         iterations=cfg.iterations, lr_audio=cfg.lr_audio, lr_frames=cfg.lr_frames, momentum=cfg.momentum,
         fingerprint=run.fingerprint, workdir=run.workdir, checkpoint_every=cfg.checkpoint_every,
-        progress=run.progress, desc=f"{name} ipc={ipc}", state=state)
-    return audio.cpu(), frames.cpu(), labels
+        progress=run.progress, desc=f"{name} ipc={ipc}", state=state, group=group)
+    C = dataset.num_classes
+    return group.gather_classes(audio, C).cpu(), group.gather_classes(frames, C).cpu(), labels

@@ -112,7 +112,7 @@ class RealStatistics:
         with torch.inference_mode(), autocast(self.device, self.precision):
             embedded_audio = f_audio(self.augment(audio, seed)).float()
             embedded_visual = f_visual(self.augment(frames, seed)).float()
-        C = self.sampler.num_classes
+        C = len(self.sampler.classes)
         return class_means(embedded_audio, labels, C), class_means(embedded_visual, labels, C)
 
     def _load_or_compute(self, block: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -72,6 +72,12 @@ def build_encoder(in_channels: int, input_size: tuple[int, int], config: Encoder
     return (ResNet if isinstance(config, ResNetConfig) else ConvNet)(in_channels, input_size, config)
 
 
+def uses_batch_statistics(preset: str) -> bool:
+    """Whether the preset's encoders, in training mode, normalise over the batch (batch norm) rather than per sample."""
+    spec = PRESETS[preset]
+    return "batchnorm" in (spec.audio.norm, spec.visual.norm)
+
+
 def get_encoders(preset: str, audio_shape: tuple[int, ...], frame_shape: tuple[int, ...],
                  generator_seed: int | None = None, device: str | torch.device = "cpu") -> tuple[nn.Module, nn.Module]:
     """Fresh (audio, visual) encoders for inputs of the given per-sample shapes [C,H,W].
@@ -90,4 +96,5 @@ def get_encoders(preset: str, audio_shape: tuple[int, ...], frame_shape: tuple[i
     return audio.to(device), visual.to(device)
 
 
-__all__ = ["ConvNet", "ConvNetConfig", "ResNet", "ResNetConfig", "PRESETS", "build_encoder", "get_encoders"]
+__all__ = ["ConvNet", "ConvNetConfig", "ResNet", "ResNetConfig", "PRESETS", "build_encoder", "get_encoders",
+           "uses_batch_statistics"]
