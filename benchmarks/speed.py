@@ -44,6 +44,12 @@ ARMS: dict[str, dict] = {
     "lr0.8-draws20": {"loop": "avdistill", "options": {"real_cache": "off", "lr_audio": 0.8, "lr_frames": 0.8,
                                                           "draws": 20},
                          "snapshots": [10, 25, 50, 100], "summary": "and 20 cycled draws (real side computed 20 times)"},
+    "lr0.8-draws10": {"loop": "avdistill", "options": {"real_cache": "off", "lr_audio": 0.8, "lr_frames": 0.8,
+                                                       "draws": 10},
+                      "snapshots": [25, 50], "summary": "lr 0.8 and 10 cycled draws"},
+    "lr1.6-draws10": {"loop": "avdistill", "options": {"real_cache": "off", "lr_audio": 1.6, "lr_frames": 1.6,
+                                                       "draws": 10},
+                      "snapshots": [10, 25, 50], "summary": "lr 1.6 and 10 cycled draws"},
 }
 
 
@@ -135,8 +141,8 @@ def avdistill_loop(dataset, arm: dict, record):
     return labels, cfg.factor
 
 
-def evaluate_snapshots(out: Path, runs: int) -> None:
-    """Evaluate every snapshot not yet in ``out/NAME.eval.json`` (one JSON entry per iteration count)."""
+def evaluate_snapshots(out: Path, runs: int, arms: list[str]) -> None:
+    """Evaluate every snapshot of `arms` not yet in ``out/NAME.eval.json`` (one JSON entry per iteration count)."""
     import torch
     from safetensors.torch import load_file
 
@@ -147,10 +153,10 @@ def evaluate_snapshots(out: Path, runs: int) -> None:
     from avdistill.synthetic import SyntheticSet
 
     dataset = load_dataset("av-digits")
-    for meta_path in sorted(out.glob("*.json")):
-        if meta_path.name.endswith(".eval.json"):
+    for name in arms:
+        meta_path = out / f"{name}.json"
+        if not meta_path.exists():
             continue
-        name = meta_path.stem
         meta = json.loads(meta_path.read_text())
         tensors = load_file(str(out / f"{name}.safetensors"))
         done_path = out / f"{name}.eval.json"
@@ -168,7 +174,7 @@ def evaluate_snapshots(out: Path, runs: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("run", "evaluate", "report", "all"))
-    parser.add_argument("--arm", choices=tuple(ARMS), help="run: the arm")
+    parser.add_argument("--arm", choices=tuple(ARMS), help="run: the arm; evaluate: only this arm")
     parser.add_argument("--out", default=str(ROOT / "runs" / "speed"), help="cache of snapshots and evaluations")
     parser.add_argument("--runs", type=int, default=3, help="evaluation trainings per snapshot")
     parser.add_argument("--doc", default=str(ROOT / "docs" / "BENCHMARKS.md"))
@@ -178,12 +184,12 @@ def main() -> None:
     if args.command == "run":
         run_arm(args.arm, out)
     elif args.command == "evaluate":
-        evaluate_snapshots(out, args.runs)
+        evaluate_snapshots(out, args.runs, [args.arm] if args.arm else list(ARMS))
     elif args.command == "all":
         for name in ARMS:
             if not (out / f"{name}.json").exists():
                 subprocess.run([sys.executable, __file__, "run", "--arm", name, "--out", str(out)], check=True)
-        evaluate_snapshots(out, args.runs)
+        evaluate_snapshots(out, args.runs, list(ARMS))
         report(out, Path(args.doc))
     else:
         report(out, Path(args.doc))
