@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # The CPU build of PyTorch this project is tested with (the package itself accepts torch>=2.6,<3).
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench bench-scale clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ BENCH_REPORT := bench --data av-digits --methods random,herding,dm,avdd --ipc 1,
 bench: setup
 	$(PY) benchmarks/perf.py
 	$(VENV)/bin/avdistill $(BENCH_REPORT)
+
+# Issue 9's figures (docs/BENCHMARKS.md sections speed, flops, distributed, memory, precision); about 1.5 h on 2 cores.
+bench-scale: setup
+	OMP_NUM_THREADS=1 $(PY) benchmarks/speed.py all
+	$(PY) benchmarks/flops.py
+	$(PY) benchmarks/distributed.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/large.py measure --clips 100000
+	$(PY) benchmarks/precision.py
 
 clean:
 	rm -rf $(VENV) demo-output runs .pytest_cache

@@ -67,7 +67,7 @@ class MeanMatchingConfig(MatchingConfig):
     real_cache: str = option("", "folder caching the real class means of each draw, shared across IPC, methods "
                                  "and reruns ('': the user cache; 'off': no cache)")
     precision: str = option("fp32", "encoder passes in 'fp32' or 'bf16' autocast (mixed precision: class means, "
-                                    "loss and the synthetic set stay float32; fast on GPUs, slow on most CPUs)",
+                                    "loss and the synthetic set stay float32; meant for GPUs)",
                             choices=PRECISIONS)
 
 
