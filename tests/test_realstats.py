@@ -84,9 +84,9 @@ def test_runs_longer_than_a_block(tiny_dataset_file, tmp_path, monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(full, run(tiny_dataset_file, ipc=1, real_cache="off", **options)))
 
 
-@pytest.mark.parametrize("options", [{"draws": -1}, {"draws": 1.5}])
-def test_bad_draws_are_refused(tiny_dataset_file, options):
-    with pytest.raises(ConfigError, match="draws"):
+@pytest.mark.parametrize("options", [{"draws": -1}, {"draws": 1.5}, {"chunk": 1}, {"chunk": -2}])
+def test_bad_draws_and_chunks_are_refused(tiny_dataset_file, options):
+    with pytest.raises(ConfigError, match=next(iter(options))):
         run(tiny_dataset_file, **options)
 
 
@@ -119,3 +119,25 @@ def test_cuda_runs_match_the_cpu_run(tiny_dataset_file):
         assert syn.audio.device.type == "cpu" and syn.audio.dtype == torch.float32
         for start, a, b in zip(init, cpu, (syn.audio, syn.frames)):
             assert update_cosine(start, a, b) > (0.99 if precision == "fp32" else 0.9)
+
+
+@pytest.mark.parametrize("chunk", [2, 7, 13, 0, 1000])
+def test_encoding_in_slices_is_the_same_pass(chunk):
+    """The encoders and DSA's siamese draw treat samples alike, so slicing the batch changes nothing
+    (balanced slices: 40 samples at most 13 per slice are 10+10+10+10, never a slice of one)."""
+    from avdistill.augment import DSA
+    from avdistill.methods.realstats import encode
+    from avdistill.models import get_encoders
+
+    f_audio, _ = get_encoders("small", (1, 16, 21), (1, 16, 16), 0)
+    x = torch.randn(40, 1, 16, 21, generator=torch.Generator().manual_seed(0))
+    augment = DSA("crop_scale_rotate")
+    with torch.no_grad():
+        for seed in range(4):
+            assert torch.equal(encode(f_audio, augment, x, seed, chunk), f_audio(augment(x, seed)))
+
+
+def test_sliced_and_whole_batch_runs_agree(tiny_dataset_file):
+    whole = run(tiny_dataset_file, real_cache="off", chunk=10_000)
+    for chunk in (0, 3):
+        assert all(torch.equal(a, b) for a, b in zip(whole, run(tiny_dataset_file, real_cache="off", chunk=chunk)))

@@ -27,7 +27,8 @@ from avdistill.methods.factor import MAX_FACTOR, expand, expand_labels
 from avdistill.methods.features import SPACES
 from avdistill.methods.init import INITS, HerdingFeatures, initial_synthetic
 from avdistill.methods.loop import optimise_synthetic
-from avdistill.methods.realstats import PRECISIONS, RealStatistics, autocast, class_means
+from avdistill.methods.realstats import (CPU_CHUNK, PRECISIONS, RealStatistics, autocast, check_chunk, class_means,
+                                         encode)
 from avdistill.io import user_cache_dir
 from avdistill.models import PRESETS, uses_batch_statistics
 from avdistill.seeding import derive_seed, generator
@@ -54,6 +55,9 @@ class MatchingConfig:
                           choices=tuple(PRESETS))
     augment: str = option(DEFAULT_STRATEGY, "DSA ops joined by '_', or 'none'", check=DSA)
     checkpoint_every: int = option(50, "iterations between checkpoints (resume after interruption)", minimum=1)
+    chunk: int = option(0, "samples per encoder call; the result is the same, only the speed changes (0: automatic, "
+                           f"{CPU_CHUNK} on a CPU, where small slices stay in cache, the whole batch on a GPU)",
+                        minimum=0, check=check_chunk)
 
 
 @dataclass
@@ -144,11 +148,12 @@ class MeanMatcher:
         self.sampler = RealSampler(dataset, cfg.real_per_class, run.device, classes)
         self.augment = DSA(cfg.augment)
         self.seed = run.seed
+        self.chunk = cfg.chunk
         self.stats = None
         if encoders is None:
             cache = {"": user_cache_dir("real-stats"), "off": None}.get(cfg.real_cache, Path(cfg.real_cache))
             self.stats = RealStatistics(dataset, self.sampler, cfg.encoder, self.augment, run.seed, cfg.draws,
-                                        run.device, cache, run.progress, cfg.precision)
+                                        run.device, cache, run.progress, cfg.precision, cfg.chunk)
             self.draws_used = min(cfg.iterations, cfg.draws or cfg.iterations)
             encoders = self.stats.encoders
         self.encoders = encoders
@@ -159,10 +164,10 @@ class MeanMatcher:
         real_audio, real_frames, real_labels = self.sampler.sample(self.seed, iteration)
         aug_seed = derive_seed(self.seed, "augment", iteration)
         with torch.no_grad():
-            real_a = f_audio(self.augment(real_audio, aug_seed))
-            real_v = f_visual(self.augment(real_frames, aug_seed))
-        syn_a = f_audio(self.augment(expand(syn_audio, self.factor), aug_seed))
-        syn_v = f_visual(self.augment(expand(syn_frames, self.factor), aug_seed))
+            real_a = encode(f_audio, self.augment, real_audio, aug_seed, self.chunk)
+            real_v = encode(f_visual, self.augment, real_frames, aug_seed, self.chunk)
+        syn_a = encode(f_audio, self.augment, expand(syn_audio, self.factor), aug_seed, self.chunk)
+        syn_v = encode(f_visual, self.augment, expand(syn_frames, self.factor), aug_seed, self.chunk)
         return Embeddings(real_a, real_v, real_labels, syn_a, syn_v, self.labels)
 
     def __call__(self, iteration: int, syn_audio: torch.Tensor, syn_frames: torch.Tensor) -> ClassMeans:
@@ -176,8 +181,8 @@ class MeanMatcher:
         f_audio, f_visual = self.stats.encoders(draw)
         seed = self.stats.augment_seed(draw)
         with autocast(self.stats.device, self.stats.precision):
-            syn_a = f_audio(self.augment(expand(syn_audio, self.factor), seed)).float()
-            syn_v = f_visual(self.augment(expand(syn_frames, self.factor), seed)).float()
+            syn_a = encode(f_audio, self.augment, expand(syn_audio, self.factor), seed, self.chunk).float()
+            syn_v = encode(f_visual, self.augment, expand(syn_frames, self.factor), seed, self.chunk).float()
         return ClassMeans(real_audio, real_visual, class_means(syn_a, self.labels, C), class_means(syn_v, self.labels, C))
 
 
