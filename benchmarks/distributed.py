@@ -119,8 +119,9 @@ def main() -> None:
                      f"{r['command_seconds']:.1f} | {base['command_seconds'] / r['command_seconds']:.2f}x | "
                      f"{r['peak_rss_mib']:.0f} | {diff:.1e} | {'yes' if labels else 'NO'} |")
     cores = os.cpu_count() or 1
-    shared = max(load_before[0], load_after[0]) > 0.5 * cores
-    lines += ["", f"Load average {load_before[0]:.1f} at the start and {load_after[0]:.1f} at the end on {cores} cores"
+    shared = load_before[0] > 0.5 * cores  # the load at the end counts this benchmark's own last runs
+    lines += ["", f"Load average {load_before[0]:.1f} at the start on {cores} cores ({load_after[0]:.1f} at the end, "
+                  "which counts this benchmark's own last runs)"
               + (": the machine was shared with other jobs, so these times are noisy and the speed-ups understate "
                  "what two free cores give." if shared else ": the machine was mostly idle.")
               + f" Harness wall time: {time.perf_counter() - started:.0f} s.", "",

@@ -196,10 +196,10 @@ def main() -> None:
     low, high = 100 * min(best.values()), 100 * max(best.values())
     real = next(w for name, (w, _) in parts.items() if name.startswith("real pass"))
     lines += ["What this says:", "",
-              f"- The real pass takes {100 * real / total:.0f}% of an iteration and, at best, {low:.0f}-{high:.0f}% of "
-              "the matmul peak" + (": small convolutions (32 channels, 3x3) on small images, instance norm and "
-                                   "pooling keep it far from compute-bound, and the layout and grad-mode variants move "
-                                   "it by the ratios in the last column, not by integer factors." if high < 50 else "."),
+              f"- The real pass takes {100 * real / total:.0f}% of an iteration and reaches at best "
+              + (f"{low:.0f}%" if round(low) == round(high) else f"{low:.0f}-{high:.0f}%") + " of the matmul peak"
+              + (": small convolutions (32 channels, 3x3) on small images, instance norm and pooling keep it far "
+                 "from compute-bound." if high < 50 else "."),
               f"- Memory, not arithmetic, is the limit: the same passes in slices of {CPU_CHUNK} samples, whose "
               "activations stay in cache, run " + " and ".join(f"{w / sl:.1f}x faster ({name.split(' (')[0]})"
                                                               for name, (w, sl) in parts.items() if sl) + ".",
