@@ -19,6 +19,7 @@ import json
 import os
 import resource
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 import sys
 import tempfile
 import time
@@ -87,7 +88,7 @@ def main() -> None:
         return worker(args.worker, args.ipc, args.iterations, args.real_per_class, Path(args.out))
 
     load_before, started = os.getloadavg(), time.perf_counter()
-    results = {}
+    results, ceilings = {}, {}
     with tempfile.TemporaryDirectory(prefix="avdistill-dist-bench-") as tmp:
         for method in args.methods.split(","):
             for name, processes, threads in CONFIGS:
@@ -97,6 +98,10 @@ def main() -> None:
             base = results[method, CONFIGS[0][0]]["set"]
             for name, _, _ in CONFIGS[1:]:
                 results[method, name]["difference"] = max_difference(base, results[method, name]["set"])
+            with ThreadPoolExecutor(2) as pool:  # the machine's ceiling: two whole runs at once, no communication
+                copies = list(pool.map(lambda k: launch(method, 1, 1, args, Path(tmp) / f"{method}-copy{k}"), (0, 1)))
+            ceilings[method] = 2 * results[method, CONFIGS[0][0]]["seconds"] / max(c["seconds"] for c in copies)
+            print(method, "two copies at once", [c["seconds"] for c in copies], flush=True)
     load_after = os.getloadavg()
 
     command = (f"python benchmarks/distributed.py --iterations {args.iterations} --ipc {args.ipc} "
@@ -125,6 +130,10 @@ def main() -> None:
               + (": the machine was shared with other jobs, so these times are noisy and the speed-ups understate "
                  "what two free cores give." if shared else ": the machine was mostly idle.")
               + f" Harness wall time: {time.perf_counter() - started:.0f} s.", "",
+              "Ceiling: two whole 1-process runs started at once, one per core, with no communication, do twice the "
+              "work in the time that gives a throughput of " + ", ".join(f"{c:.2f}x ({m})" for m, c in ceilings.items())
+              + " a single run's. No split of one run across the two cores can beat that; it measures how much the "
+              "two cores slow each other down (shared caches and memory bandwidth).", "",
               "Why the outputs agree: the losses are sums over classes whose terms touch only their own class's "
               "synthetic rows, and every random draw is a function of (seed, iteration), so each process computes "
               "its classes' rows as one process would; only float summation order differs (see "
