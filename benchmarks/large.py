@@ -204,7 +204,8 @@ def measure(args) -> None:
     generated = ensure(big, args.clips, args.seed)
     cli = [sys.executable, "-c", CLI]
     base = ["--method", "dm", "--ipc", str(args.ipc), "--seed", str(args.seed), "--quiet", "--iterations",
-            str(args.iterations), "--init", "real"]
+            str(args.iterations), "--init", "real",
+            "--real-cache", "off"]  # every run computes its real side: a cache an earlier row filled would skew it
     embedded = loaded("av-digits", True, False, workdir / "load-embedded.log")
     # DM takes at most a whole class per iteration: the embedded dataset's real batch is capped here
     args.same_per_class = embedded_per_class = min(args.real_per_class, embedded["smallest_class"])
