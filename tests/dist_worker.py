@@ -15,23 +15,9 @@ from pathlib import Path
 import torch.distributed as dist
 
 import avdistill
-import avdistill.methods.loop as loop
 from avdistill.data.storage import load_prepared
 from avdistill.errors import ConfigError
-
-
-def interrupt_after(n: int) -> None:
-    real_save = loop._save_checkpoint
-    calls = {"n": 0}
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == n:
-            loop._save_checkpoint = real_save
-            raise KeyboardInterrupt
-
-    loop._save_checkpoint = save_then_die
+from interrupt import interrupt_after_checkpoints
 
 
 def main(dataset_path: str, out: str, jobs_path: str) -> None:
@@ -42,7 +28,7 @@ def main(dataset_path: str, out: str, jobs_path: str) -> None:
         folder = Path(out) / name
         try:
             if job.get("interrupt_after"):
-                interrupt_after(job["interrupt_after"])
+                interrupt_after_checkpoints(job["interrupt_after"])
                 try:
                     avdistill.distill(dataset, job["method"], out=folder, progress=False, **job["options"])
                 except KeyboardInterrupt:

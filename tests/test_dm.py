@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import avdistill
+import interrupt
 from avdistill.errors import ConfigError
 from avdistill.methods.matching import class_means, mean_matching_loss
 from avdistill.synthetic import load_synthetic
@@ -59,19 +60,7 @@ def test_same_seed_bit_identical_different_seed_differs(tiny_dataset_file):
 
 def interrupt_after_checkpoints(monkeypatch, n: int) -> None:
     """Make the next run die (KeyboardInterrupt) right after writing its n-th checkpoint."""
-    import avdistill.methods.loop as loop
-
-    real_save = loop._save_checkpoint
-    calls = {"n": 0}
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == n:
-            monkeypatch.setattr(loop, "_save_checkpoint", real_save)
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "_save_checkpoint", save_then_die)
+    interrupt.interrupt_after_checkpoints(n, monkeypatch.setattr)
 
 
 def test_interrupted_run_resumes_to_the_same_result(tiny_dataset_file, tmp_path, monkeypatch):
