@@ -36,20 +36,28 @@ from avdistill.methods.base import RunContext, option, register_method
 from avdistill.methods.factor import MAX_FACTOR
 from avdistill.methods.init import INITS
 from avdistill.methods.matching import ClassMeans, MeanMatchingConfig, mean_matching_loss, run_matching
+from avdistill.searchspace import log_uniform, one_of, uniform
 
 
 @dataclass
 class AVDDConfig(MeanMatchingConfig):
     iterations: int = option(5000, "optimisation steps (AVDD: 5000)", minimum=1)
     real_per_class: int = option(128, "real pairs per class embedded at every iteration (AVDD: 128)", minimum=1)
-    lr_audio: float = option(0.2, "SGD learning rate on the synthetic spectrograms (AVDD: 0.2)", above=0)
-    lr_frames: float = option(0.2, "SGD learning rate on the synthetic frames (AVDD: 0.2)", above=0)
+    lr_audio: float = option(0.2, "SGD learning rate on the synthetic spectrograms (AVDD: 0.2)", above=0,
+                             search=log_uniform(0.01, 5))
+    lr_frames: float = option(0.2, "SGD learning rate on the synthetic frames (AVDD: 0.2)", above=0,
+                              search=log_uniform(0.01, 5))
     init: str = option("herding", "initial synthetic set: 'herding' (AVDD), 'real' (random real pairs) or 'noise'",
-                         choices=INITS)
+                         choices=INITS, search=one_of("herding", "real"))
     factor: int = option(2, "IDM factor: each stored sample holds factor x factor downscaled samples (AVDD: 2)",
-                         minimum=1, maximum=MAX_FACTOR)
-    lam_jm: float = option(10.0, "weight of Joint Matching (AVDD: 10); equal to --lam-mgm it only rescales DM")
-    lam_mgm: float = option(10.0, "weight of Modality Gap Matching (AVDD: 10); unequal to --lam-jm couples Δa and Δv")
+                         minimum=1, maximum=MAX_FACTOR, search=one_of(1, 2))
+    lam_jm: float = option(10.0, "weight of Joint Matching (AVDD: 10); equal to --lam-mgm it only rescales DM",
+                           search=uniform(0, 20))
+    lam_mgm: float = option(10.0, "weight of Modality Gap Matching (AVDD: 10); unequal to --lam-jm couples Δa and Δv",
+                            search=uniform(0, 20))
+
+    BUDGETS: ClassVar[dict[str, dict]] = {"paper": {"iterations": 5000, "real_per_class": 128},
+                                          "cpu": {"iterations": 200, "real_per_class": 64}}
 
     # The paper's ablation rows as option overrides (`avdistill bench --ablations avdd` runs them).
     ABLATIONS: ClassVar[dict[str, dict]] = {

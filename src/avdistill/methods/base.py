@@ -20,12 +20,13 @@ from avdistill.data.dataset import AVDataset
 from avdistill.config import build_config
 from avdistill.distributed import Group
 from avdistill.errors import ConfigError
+from avdistill.methods.watch import Watch
 
 
 @dataclass
 class RunContext:
-    """Where and how a method runs: its seed, device, output folder (checkpoints, logs), progress bars and
-    process group (one process unless launched by torchrun)."""
+    """Where and how a method runs: its seed, device, output folder (checkpoints, logs), progress bars,
+    process group (one process unless launched by torchrun) and what watches its loop (time limit, checks)."""
 
     seed: int = 0
     device: str = "cpu"
@@ -33,6 +34,7 @@ class RunContext:
     progress: bool = True
     fingerprint: str = ""
     group: Group = Group()
+    watch: Watch | None = None
 
 
 def option(default, help: str, **kwargs):

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +53,7 @@ from avdistill.methods.factor import MAX_FACTOR
 from avdistill.methods.init import INITS
 from avdistill.methods.matching import (Embeddings, MatchingConfig, MeanMatcher, class_means, mean_matching_loss,
                                         optimise_matching)
+from avdistill.searchspace import log_uniform, one_of, uniform
 from avdistill.seeding import generator
 
 TERMS = ("private", "cim", "sample", "dist")
@@ -63,13 +65,13 @@ class DAVDDConfig(MatchingConfig):
     real_per_class: int = option(128, "real pairs per class embedded at every iteration (AVDD's preset: 128)",
                                  minimum=1)
     lr_audio: float = option(8.0, "SGD learning rate on the synthetic spectrograms (calibrated to AVDD's step size)",
-                             above=0)
+                             above=0, search=log_uniform(0.5, 50))
     lr_frames: float = option(8.0, "SGD learning rate on the synthetic frames (calibrated to AVDD's step size)",
-                              above=0)
+                              above=0, search=log_uniform(0.5, 50))
     init: str = option("herding", "initial synthetic set: 'herding' (as AVDD), 'real' (random real pairs) or 'noise'",
-                       choices=INITS)
+                       choices=INITS, search=one_of("herding", "real"))
     factor: int = option(2, "IDM factor: each stored sample holds factor x factor downscaled samples (as AVDD: 2)",
-                         minimum=1, maximum=MAX_FACTOR)
+                         minimum=1, maximum=MAX_FACTOR, search=one_of(1, 2))
     bank: str = option("pretrained", "bank encoders: 'pretrained' (trained on the real training split) or 'random'",
                        choices=BANK_KINDS)
     bank_size: int = option(4, "K: encoder pairs in the bank", minimum=1)
@@ -87,12 +89,17 @@ class DAVDDConfig(MatchingConfig):
     w_orth: float = option(1.0, "decoupler training: weight of the common/private decorrelation loss")
     w_cls: float = option(1.0, "decoupler training: weight of the private-part classification loss")
     w_rec: float = option(1.0, "decoupler training: weight of the feature reconstruction loss")
-    lam_private: float = option(1.0, "weight of per-modality private-part matching (0: off)")
-    lam_cim: float = option(1.0, "weight of Common Intermodal Matching (0: off)")
-    lam_sample: float = option(1.0, "weight of sample-level pair alignment of common parts (0: off)")
-    lam_dist: float = option(1.0, "weight of distribution-level matching to EMA prototypes (0: off)")
+    lam_private: float = option(1.0, "weight of per-modality private-part matching (0: off)", search=uniform(0, 3))
+    lam_cim: float = option(1.0, "weight of Common Intermodal Matching (0: off)", search=uniform(0, 3))
+    lam_sample: float = option(1.0, "weight of sample-level pair alignment of common parts (0: off)",
+                               search=uniform(0, 3))
+    lam_dist: float = option(1.0, "weight of distribution-level matching to EMA prototypes (0: off)",
+                             search=uniform(0, 3))
     ema_momentum: float = option(0.9, "momentum m of the EMA prototypes: P <- m P + (1 - m) batch mean",
                                  minimum=0, below=1)
+
+    BUDGETS: ClassVar[dict[str, dict]] = {"paper": {"iterations": 5000, "real_per_class": 128},
+                                          "cpu": {"iterations": 200, "real_per_class": 64}}
 
 
 def bank_config(cfg: DAVDDConfig) -> BankConfig:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -31,6 +32,7 @@ from avdistill.methods.realstats import (CPU_CHUNK, PRECISIONS, RealStatistics, 
                                          encode)
 from avdistill.io import user_cache_dir
 from avdistill.models import PRESETS, uses_batch_statistics
+from avdistill.searchspace import log_uniform, one_of, uniform
 from avdistill.seeding import derive_seed, generator
 
 
@@ -41,13 +43,15 @@ class MatchingConfig:
     iterations: int = option(300, "optimisation steps (the DM paper uses 20000; 300 suffices for AV-Digits on CPU)",
                              minimum=1)
     real_per_class: int = option(64, "real pairs per class embedded at every iteration (DM paper: 256)", minimum=1)
-    lr_audio: float = option(1.0, "SGD learning rate on the synthetic spectrograms (DM: 1.0)", above=0)
-    lr_frames: float = option(1.0, "SGD learning rate on the synthetic frames (DM: 1.0)", above=0)
-    momentum: float = option(0.5, "SGD momentum (DM: 0.5)", minimum=0, below=1)
+    lr_audio: float = option(1.0, "SGD learning rate on the synthetic spectrograms (DM: 1.0)", above=0,
+                             search=log_uniform(0.05, 20))
+    lr_frames: float = option(1.0, "SGD learning rate on the synthetic frames (DM: 1.0)", above=0,
+                              search=log_uniform(0.05, 20))
+    momentum: float = option(0.5, "SGD momentum (DM: 0.5)", minimum=0, below=1, search=uniform(0, 0.9))
     init: str = option("real", "initial synthetic set: 'real' (random real pairs), 'herding' or 'noise' (Gaussian)",
-                         choices=INITS)
+                         choices=INITS, search=one_of("real", "herding"))
     factor: int = option(1, "IDM factor: each stored sample holds factor x factor downscaled samples (1: off)",
-                         minimum=1, maximum=MAX_FACTOR)
+                         minimum=1, maximum=MAX_FACTOR, search=one_of(1, 2))
     herding_space: str = option("av", f"features herding init ranks by: {', '.join(SPACES)}", choices=SPACES)
     herding_epochs: int = option(10, "epochs of training the herding-init feature networks on the real training split",
                                 minimum=1)
@@ -58,6 +62,11 @@ class MatchingConfig:
     chunk: int = option(0, "samples per encoder call; the result is the same, only the speed changes (0: automatic, "
                            f"{CPU_CHUNK} on a CPU, where small slices stay in cache, the whole batch on a GPU)",
                         minimum=0, check=check_chunk)
+
+    # Budgets (`--budget`, :mod:`avdistill.methods.budgets`): DM's paper (20000 iterations, 256 real pairs per
+    # class) and the CPU budget, chosen on av-digits-hard's validation split (docs/TUNING.md).
+    BUDGETS: ClassVar[dict[str, dict]] = {"paper": {"iterations": 20000, "real_per_class": 256},
+                                          "cpu": {"iterations": 300, "real_per_class": 64}}
 
 
 @dataclass
@@ -218,6 +227,6 @@ def optimise_matching(dataset: AVDataset, ipc: int, cfg: MatchingConfig, run: Ru
         audio[mine].to(run.device), frames[mine].to(run.device), lambda it, a, f: step(matcher, it, a, f),
         iterations=cfg.iterations, lr_audio=cfg.lr_audio, lr_frames=cfg.lr_frames, momentum=cfg.momentum,
         fingerprint=run.fingerprint, workdir=run.workdir, checkpoint_every=cfg.checkpoint_every,
-        progress=run.progress, desc=f"{name} ipc={ipc}", state=state, group=group)
+        progress=run.progress, desc=f"{name} ipc={ipc}", state=state, group=group, watch=run.watch)
     C = dataset.num_classes
     return group.gather_classes(audio, C).cpu(), group.gather_classes(frames, C).cpu(), labels
