@@ -1,9 +1,15 @@
 """The AVDD evaluation protocol: train fresh networks on a (synthetic or real) training set,
-report final-epoch top-1 accuracy on the real test split.
+report final-epoch top-1 accuracy on a real split (test by default; val to make choices).
 
 Per run: fresh encoders and head (seeded), Adam (lr 1e-3 audio encoder and head, 1e-4 visual
 encoder, weight decay 1e-4), 30 epochs, batch 32, lr x0.1 after epochs 10 and 20, DSA applied
 to each modality independently with per-sample parameters. N runs -> mean ± std.
+
+Fixed epochs give a larger set more optimiser steps: a set expanded 4x by the factor trains
+4x as long. ``steps`` (> 0) separates the data from the training: exactly that many optimiser
+steps whatever the set's size (epochs over seeded shuffles, the last one cut short), with the
+milestones kept at the same fractions of training, i.e. at step ``round(m * steps / epochs)``
+for each milestone epoch m (the AVDD protocol: steps/3 and 2*steps/3).
 
 The head decides which encoders take part (``head.modalities``): an audio-only or visual-only
 head never runs the other encoder, and that encoder is neither optimised nor returned.
@@ -12,6 +18,7 @@ head never runs the other encoder, and that encoder is neither optimised nor ret
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +36,9 @@ from avdistill.models.heads import HEADS
 from avdistill.seeding import derive_seed, generator
 
 
+EVAL_SPLITS = ("val", "test")
+
+
 @dataclass
 class EvalConfig:
     epochs: int = option(30, "training epochs per run (AVDD: 30)", minimum=1)
@@ -44,6 +54,10 @@ class EvalConfig:
     attention_hidden: int = option(128, "attention head: hidden units of the score MLP (0: a linear score)")
     augment: str = option(DEFAULT_STRATEGY, "DSA ops applied during training, or 'none'", check=DSA)
     test_batch: int = option(512, "batch size when scoring the test split", minimum=1)
+    steps: int = option(0, "fixed-steps protocol: this many optimiser steps whatever the set's size, milestones "
+                           "scaled to the same fractions of training (0: the AVDD protocol's fixed epochs)", minimum=0)
+    on: str = option("test", "real split the accuracy is measured on: 'val' to make choices, 'test' for final "
+                             "numbers", choices=EVAL_SPLITS)
 
 
 @dataclass
@@ -68,6 +82,15 @@ def check_eval_config(cfg: EvalConfig) -> None:
         raise ConfigError(f"unknown head {cfg.head!r}; choose from {', '.join(HEADS)}")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ConfigError(f"epochs and batch_size must be >= 1, got {cfg.epochs} and {cfg.batch_size}")
+    if cfg.steps < 0:
+        raise ConfigError(f"steps must be >= 0 (0: fixed epochs), got {cfg.steps}")
+    if cfg.on not in EVAL_SPLITS:
+        raise ConfigError(f"--on must be one of {', '.join(EVAL_SPLITS)}, got {cfg.on!r}")
+
+
+def milestone_steps(cfg: EvalConfig) -> list[int]:
+    """The fixed-steps protocol's lr milestones: the epoch milestones at the same fractions of `cfg.steps`."""
+    return [round(m * cfg.steps / cfg.epochs) for m in cfg.milestones]
 
 
 def build_head(cfg: EvalConfig, audio_dim: int, visual_dim: int, num_classes: int) -> nn.Module:
@@ -96,16 +119,21 @@ def train_networks(train: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | AVSp
     groups = [{"params": net.parameters(), "lr": lr}
               for net, lr in ((f_audio, cfg.lr_audio), (f_visual, cfg.lr_visual), (head, cfg.lr_head)) if net is not None]
     optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=0.1)
+    by_steps = cfg.steps > 0
+    milestones = milestone_steps(cfg) if by_steps else list(cfg.milestones)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
     augment = DSA(cfg.augment)
     batch, n = _batcher(train, dataset, device)
     shuffle = generator(seed, "shuffle")
     networks = [net for net in (f_audio, f_visual, head) if net is not None]
+    epochs = math.ceil(cfg.steps / math.ceil(n / cfg.batch_size)) if by_steps else cfg.epochs
     step = 0
-    for _ in tqdm(range(cfg.epochs), desc="train", leave=False, disable=not progress):
+    for _ in tqdm(range(epochs), desc="train", leave=False, disable=not progress):
         for net in networks:
             net.train()
         for idx in torch.randperm(n, generator=shuffle).split(cfg.batch_size):
+            if by_steps and step == cfg.steps:
+                break
             audio, frames, labels = batch(idx)
             e_audio = e_visual = None
             if f_audio is not None:
@@ -117,31 +145,36 @@ def train_networks(train: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | AVSp
             loss.backward()
             optimizer.step()
             step += 1
-        scheduler.step()
+            if by_steps:
+                scheduler.step()
+        if not by_steps:
+            scheduler.step()
     return f_audio, f_visual, head
 
 
 def train_and_test(train, dataset: AVDataset, cfg: EvalConfig, seed: int, device: str = "cpu",
                    progress: bool = False) -> float:
-    """One run: train fresh networks on `train`, return top-1 accuracy on the real test split."""
+    """One run: train fresh networks on `train`, return top-1 accuracy on the real split `cfg.on`."""
     f_audio, f_visual, head = train_networks(train, dataset, cfg, seed, device, progress)
-    return test_accuracy(f_audio, f_visual, head, dataset, cfg.test_batch, device)
+    return test_accuracy(f_audio, f_visual, head, dataset, cfg.test_batch, device, cfg.on)
 
 
 @torch.no_grad()
-def test_accuracy(f_audio, f_visual, head, dataset: AVDataset, batch_size: int, device: str = "cpu") -> float:
-    """Top-1 accuracy on the real test split; an encoder given as None is not run."""
+def test_accuracy(f_audio, f_visual, head, dataset: AVDataset, batch_size: int, device: str = "cpu",
+                  on: str = "test") -> float:
+    """Top-1 accuracy on the real split `on` ("test" or "val"); an encoder given as None is not run."""
     networks = [net for net in (f_audio, f_visual, head) if net is not None]
     for net in networks:
         net.eval()
-    batch, _ = _batcher(dataset.test, dataset, device)
+    split = dataset.split(on)
+    batch, _ = _batcher(split, dataset, device)
     correct = 0
-    for idx in torch.arange(len(dataset.test)).split(batch_size):
+    for idx in torch.arange(len(split)).split(batch_size):
         audio, frames, labels = batch(idx)
         outputs = head(f_audio(audio) if f_audio is not None else None,
                        f_visual(frames) if f_visual is not None else None)
         correct += int((head.predict(outputs).argmax(1) == labels).sum())
-    return correct / len(dataset.test)
+    return correct / len(split)
 
 
 def _batcher(data, dataset: AVDataset, device: str):
@@ -157,6 +190,7 @@ def evaluate_runs(train, dataset: AVDataset, cfg: EvalConfig | None = None, runs
     """`runs` independent trainings (seeds derived from `seed`) -> accuracies, mean ± std."""
     cfg = cfg or EvalConfig()
     check_eval_config(cfg)
+    dataset.split(cfg.on)  # a missing validation split fails before any training
     if runs < 1:
         raise ConfigError(f"runs must be >= 1, got {runs}")
     accuracies = [train_and_test(train, dataset, cfg, seed=derive_seed(seed, "encoders", 10_000 + r), device=device)
