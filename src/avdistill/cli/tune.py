@@ -62,7 +62,7 @@ def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
     from avdistill.methods.watch import parse_duration
     from avdistill.searchspace import parse_space
     from avdistill.tuning import TuneSetup, open_study, run_study, storage_url, write_outputs
-    from avdistill.tuning.report import next_commands
+    from avdistill.tuning.report import accuracy_text, next_commands
 
     spec = get_method(args.method)
     if args.help:
@@ -80,8 +80,11 @@ def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
     time_budget = parse_duration(args.time_budget) if args.time_budget else None
     setup = TuneSetup(method=args.method, ipc=args.ipc, trials=args.trials, seed=args.seed,
                       budget=resolve_budget(args, spec, True), fixed=fixed, space=space, runs=args.runs,
-                      checks=args.checks, eval_config=build_config(EvalConfig, dict(parse_assignment(a, EvalConfig) for a in args.eval)),
+                      checks=args.checks, eval_config=build_config(EvalConfig, {"on": "val", **dict(parse_assignment(a, EvalConfig) for a in args.eval)}),
                       heartbeat=args.heartbeat)
+    if setup.eval_config.on != "val":
+        raise ConfigError("tune scores trials on the validation split only (--eval on=val); the test split is read "
+                          "once, by avdistill evaluate, after tuning")
     if not setup.search_space():
         raise ConfigError(f"nothing to search: {args.method} declares no search ranges"
                           + (" outside the options held fixed" if fixed else "") + "; add some with --space")
@@ -95,8 +98,11 @@ def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
           flush=True)
     reason = run_study(study, setup, dataset, out, args.device, time_budget, not args.quiet)
     paths = write_outputs(study, setup, args.data, out, reason)
-    print(Path(paths["report"]).read_text())
+    print(f"{reason}; report: {paths['report']}, every trial: {paths['csv']}")
     if "best" in paths:
+        best = study.best_trial
+        print(f"best: trial {best.number}, validation accuracy "
+              f"{accuracy_text(best.user_attrs.get('val_accuracies', [best.value]))}; settings: {paths['best']}")
         print("next (the test split is read only here):")
-        for command in next_commands(study.best_trial, setup, args.data, out):
+        for command in next_commands(best, setup, args.data, out):
             print(f"  {command}")

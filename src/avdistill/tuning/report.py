@@ -18,7 +18,6 @@ from avdistill.methods import get_method
 from avdistill.methods.base import make_config
 from avdistill.methods.budgets import budget_options
 from avdistill.reporting.pictures import _pyplot, _save
-from avdistill.reporting.tables import cell
 
 
 def toml_text(values: dict, comments: list[str] = ()) -> str:
@@ -139,7 +138,7 @@ def _write_best(best, setup, data: str, path: Path, name: str) -> Path:
     values = {"method": setup.method, "data": data, "ipc": setup.ipc, "seed": setup.seed,
               **best_settings(best, setup)}
     comments = [f"avdistill tune: the best of study {name!r}, trial {best.number}: validation accuracy "
-                f"{cell(accuracies)} % ({len(accuracies)} runs)",
+                f"{accuracy_text(accuracies)}",
                 "chosen on the validation split; rerun: avdistill distill --config THIS_FILE [--seed N] --out DIR"]
     with atomic_path(path) as tmp:
         tmp.write_text(toml_text(values, comments))
@@ -156,7 +155,7 @@ def _write_report(study, trials, best, importances, setup, data: str, out: Path,
     seconds = [t.user_attrs["wall_seconds"] for t in trials if "wall_seconds" in t.user_attrs]
     lines = [f"# Tuning {setup.method} at IPC {setup.ipc} on {data}", "",
              f"Study `{study.study_name}`: {', '.join(f'{n} {s}' for s, n in count.items())} trials ({reason}). "
-             f"Scored on the validation split: mean accuracy of {setup.runs} evaluation runs; "
+             f"Scored on the validation split: mean accuracy of {setup.runs} evaluation run(s); "
              f"{setup.checks} intermediate checks per trial (1 run each) for pruning. Budget: "
              f"{setup.budget or 'the method defaults'}; held fixed: "
              f"{', '.join(f'{k}={v}' for k, v in setup.fixed.items()) or 'nothing'}.", "",
@@ -169,7 +168,7 @@ def _write_report(study, trials, best, importances, setup, data: str, out: Path,
                        disable_numparse=True), ""]
     if best is not None:
         accuracies = best.user_attrs.get("val_accuracies", [best.value])
-        lines += [f"Best: trial {best.number}, validation accuracy {cell(accuracies)} % (n={len(accuracies)}); "
+        lines += [f"Best: trial {best.number}, validation accuracy {accuracy_text(accuracies)}; "
                   f"settings in `best.toml`.", "", "Next (the test split, read once, is a separate step):", "",
                   "```", *next_commands(best, setup, data, out), "```", ""]
     lines += ["![optimisation history](history.png)", ""]
@@ -179,6 +178,13 @@ def _write_report(study, trials, best, importances, setup, data: str, out: Path,
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     return out / "report.md"
+
+
+def accuracy_text(accuracies: list[float]) -> str:
+    """'mean ± std % (n=N)'; a single run has no spread to print."""
+    if len(accuracies) == 1:
+        return f"{100 * accuracies[0]:.2f} % (n=1)"
+    return f"{100 * statistics.fmean(accuracies):.2f} ± {100 * statistics.pstdev(accuracies):.2f} % (n={len(accuracies)})"
 
 
 def _fmt(value) -> str:

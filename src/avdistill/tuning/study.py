@@ -19,8 +19,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import socket
 import time
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,14 +84,16 @@ def storage_url(storage: str | None, out: Path) -> str:
 def open_study(setup: TuneSetup, dataset: AVDataset, url: str, name: str):
     """Create the study in the database, or join the one there if it searches the same thing."""
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since v2.8
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}  # wait on the other writers
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=setup.heartbeat,
                          grace_period=3 * setup.heartbeat,
-                         failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+                         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5) if setup.checks else optuna.pruners.NopPruner()
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
                                 pruner=pruner)
@@ -116,7 +121,6 @@ def run_study(study, setup: TuneSetup, dataset: AVDataset, out: Path, device: st
     runs'), or until `time_budget` seconds have passed (no trial starts after that); say why it stopped."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
     objective = Objective(setup, dataset, out, device)
     bar = tqdm(total=setup.trials, initial=finished(study), desc=f"tune {setup.method}", disable=not progress,
@@ -125,7 +129,7 @@ def run_study(study, setup: TuneSetup, dataset: AVDataset, out: Path, device: st
         while (done := finished(study)) < setup.trials:
             if time_budget is not None and time.perf_counter() - started >= time_budget:
                 return f"the time budget ran out after {done} of {setup.trials} trials"
-            study.sampler = optuna.samplers.TPESampler(seed=derive_seed(setup.seed, "tune", done),
+            study.sampler = optuna.samplers.TPESampler(seed=derive_seed(setup.seed, "tune", done) % 2**32,
                                                        n_startup_trials=setup.startup_trials)
             study.optimize(objective, n_trials=1)
             bar.update(finished(study) - bar.n)
@@ -159,6 +163,7 @@ class Objective:
         options = {**setup.fixed, **params}
         trial_dir = self.out / TRIALS_DIR / f"{trial.number:04d}"
         trial.set_user_attr("synthetic", str(trial_dir / "synthetic.safetensors"))
+        trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
         start = time.perf_counter()
         try:
             config = make_config(self.spec, {**budget_options(self.spec.config_class, setup.budget), **options})
