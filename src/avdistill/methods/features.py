@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError
 from avdistill.evaluation.protocol import EvalConfig, train_networks
+from avdistill.methods.factor import pack
 from avdistill.seeding import derive_seed
 
 SPACES = ("av", "audio", "visual")
@@ -80,7 +81,12 @@ def select_by_class(dataset: AVDataset, per_class: int, features: torch.Tensor, 
     return torch.cat([idx[rank(features[idx], per_class)] for idx in dataset.train.class_indices(dataset.num_classes)])
 
 
-def real_pairs(dataset: AVDataset, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Model-space (audio, frames, labels) of the given training pairs, as a synthetic set's tensors."""
+def real_pairs(dataset: AVDataset, indices: torch.Tensor,
+               factor: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Model-space (audio, frames, labels) of the given training pairs, as a synthetic set's tensors.
+
+    With `factor` > 1, every factor² consecutive pairs (of one class: indices come class by class)
+    are packed into one stored sample by the IDM factor technique (:func:`avdistill.methods.factor.pack`).
+    """
     audio, frames, labels = dataset.model_inputs(dataset.train.subset(indices))
-    return audio.clone(), frames.clone(), labels.clone()
+    return pack(audio, factor), pack(frames, factor), labels[::factor * factor].clone()

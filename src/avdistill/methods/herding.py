@@ -3,17 +3,20 @@ brings the running mean of the picks closest to the class mean.
 
 Features come from encoders trained on the real training split (:mod:`avdistill.methods.features`);
 ``--space`` ranks by joint AV features (AVDD's choice), audio only, or frames only. The ranking
-is deterministic given the features; the seed changes the feature encoders' training.
+is deterministic given the features; the seed changes the feature encoders' training. With
+``--factor F`` each stored pair packs F² consecutive herded picks (AVDD's initialisation, unoptimised).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from avdistill.data.dataset import AVDataset
 from avdistill.methods.base import RunContext, option, register_method
+from avdistill.methods.factor import MAX_FACTOR
 from avdistill.methods.features import SPACES, real_pairs, select_by_class, train_features
 from avdistill.models import PRESETS
 
@@ -46,9 +49,18 @@ class CoresetConfig:
     encoder: str = option("small", "encoder preset of the feature networks", choices=tuple(PRESETS))
     feature_epochs: int = option(10, "epochs of training the feature networks on the real training split",
                                 minimum=1)
+    factor: int = option(1, "IDM factor: pack factor x factor selected real pairs (consecutive picks) into each "
+                            "stored pair, no optimisation (1: plain)", minimum=1, maximum=MAX_FACTOR)
 
 
-@register_method("herding", CoresetConfig, "Herding coreset: real pairs whose running mean tracks the class mean")
-def select_herding(dataset, ipc: int, cfg: CoresetConfig, run: RunContext):
-    picks = herding_indices(dataset, ipc, cfg.space, cfg.encoder, cfg.feature_epochs, run.seed, run.progress)
-    return real_pairs(dataset, picks)
+@dataclass
+class HerdingConfig(CoresetConfig):
+    # Declared rows (`avdistill bench --ablations herding`): AVDD's initialisation without its matching.
+    ABLATIONS: ClassVar[dict[str, dict]] = {"herding": {"factor": 1}, "herding + factor": {"factor": 2}}
+
+
+@register_method("herding", HerdingConfig, "Herding coreset: real pairs whose running mean tracks the class mean")
+def select_herding(dataset, ipc: int, cfg: HerdingConfig, run: RunContext):
+    per_class = ipc * cfg.factor * cfg.factor
+    picks = herding_indices(dataset, per_class, cfg.space, cfg.encoder, cfg.feature_epochs, run.seed, run.progress)
+    return real_pairs(dataset, picks, cfg.factor)

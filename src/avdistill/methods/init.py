@@ -10,7 +10,7 @@ import torch
 
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError
-from avdistill.methods.factor import check_factor, pack
+from avdistill.methods.factor import check_factor
 from avdistill.methods.features import check_class_sizes, real_pairs
 from avdistill.methods.herding import herding_indices
 from avdistill.seeding import generator
@@ -61,5 +61,4 @@ def initial_synthetic(dataset: AVDataset, ipc: int, init: str, seed: int, factor
     else:
         indices = herding_indices(dataset, per_class, herding.space, herding.encoder, herding.epochs, seed,
                                   herding.progress)
-    audio, frames, _ = real_pairs(dataset, indices)
-    return pack(audio, factor), pack(frames, factor), labels
+    return real_pairs(dataset, indices, factor)
