@@ -8,8 +8,7 @@ from avdistill.cli import bench, demo, distill, evaluate, prepare, show, tune
 from avdistill.cli.common import OptionParser
 from avdistill.errors import AVDistillError, ConfigError
 
-# Commands whose options include a method's (checked once the method is known), and the option
-# dataclasses each command has as flags (range-checked when read from a --config file).
+# Commands whose options include a method's, parsed (and checked, from a --config file) once the method is known.
 METHOD_COMMANDS = ("distill", "tune")
 
 

@@ -27,7 +27,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--data", default="av-digits", help=DATA_HELP)
     p.add_argument("--ipc", type=int, default=10, help="synthetic pairs per class (default: 10)")
     p.add_argument("--trials", type=int, default=20,
-                   help="finished (complete or pruned) trials the study should have, counting earlier runs' (default: 20)")
+                   help="finished (complete or pruned) trials the study should have, counting earlier runs'; 0: run "
+                        "none, only write the outputs from the database (default: 20)")
     p.add_argument("--space", action="append", default=[], metavar="NAME=LOW:HIGH[:log]",
                    help="search NAME in [LOW, HIGH] (log-uniform with :log), or among NAME=A,B,...; replaces the "
                         "declared range (repeatable)")
@@ -69,8 +70,8 @@ def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
         add_config_options(parser, spec.config_class, f"{args.method} options (given: held fixed)")
         parser.print_help()
         return
-    if args.ipc < 1 or args.trials < 1 or args.runs < 1 or args.checks < 0 or args.heartbeat < 1:
-        raise ConfigError("--ipc, --trials, --runs and --heartbeat must be >= 1, --checks >= 0")
+    if args.ipc < 1 or args.trials < 0 or args.runs < 1 or args.checks < 0 or args.heartbeat < 1:
+        raise ConfigError("--ipc, --runs and --heartbeat must be >= 1, --trials and --checks >= 0")
     method_parser = OptionParser(prog=f"avdistill tune --method {args.method}", add_help=False)
     add_config_options(method_parser, spec.config_class, f"{args.method} options")
     fixed = {**check_file_options(args.file_options, spec.config_class, args.config,

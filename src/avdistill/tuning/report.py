@@ -47,8 +47,14 @@ def write_outputs(study, setup, data: str, out: Path, reason: str) -> dict[str, 
     if importances:
         paths["importance"] = _importance_plot(importances, out / "importance.png")
     best = study.best_trial if complete else None
+    paths["defaults"] = _write_settings(setup, data, out / "defaults.toml", {}, [
+        "avdistill tune: the method's defaults at the study's budget and fixed options, to compare the best with"])
     if best is not None:
-        paths["best"] = _write_best(best, setup, data, out / "best.toml", study.study_name)
+        accuracies = best.user_attrs.get("val_accuracies", [best.value])
+        paths["best"] = _write_settings(setup, data, out / "best.toml", best.params, [
+            f"avdistill tune: the best of study {study.study_name!r}, trial {best.number}: validation accuracy "
+            f"{accuracy_text(accuracies)}",
+            "chosen on the validation split; rerun: avdistill distill --config THIS_FILE [--seed N] --out DIR"])
     paths["report"] = _write_report(study, trials, best, importances, setup, data, out, paths, reason)
     return paths
 
@@ -126,20 +132,15 @@ def _importance_plot(importances: dict[str, float], path: Path) -> Path:
     return _save(fig, path)
 
 
-def best_settings(best, setup) -> dict:
-    """Every method option of the best trial (budget, fixed options and drawn ones) as distill takes them."""
+def settings(setup, params: dict) -> dict:
+    """Every method option of a trial with `params` (budget, fixed options and drawn ones) as distill takes them."""
     spec = get_method(setup.method)
-    config = make_config(spec, {**budget_options(spec.config_class, setup.budget), **setup.fixed, **best.params})
+    config = make_config(spec, {**budget_options(spec.config_class, setup.budget), **setup.fixed, **params})
     return dataclasses.asdict(config)
 
 
-def _write_best(best, setup, data: str, path: Path, name: str) -> Path:
-    accuracies = best.user_attrs.get("val_accuracies", [best.value])
-    values = {"method": setup.method, "data": data, "ipc": setup.ipc, "seed": setup.seed,
-              **best_settings(best, setup)}
-    comments = [f"avdistill tune: the best of study {name!r}, trial {best.number}: validation accuracy "
-                f"{accuracy_text(accuracies)}",
-                "chosen on the validation split; rerun: avdistill distill --config THIS_FILE [--seed N] --out DIR"]
+def _write_settings(setup, data: str, path: Path, params: dict, comments: list[str]) -> Path:
+    values = {"method": setup.method, "data": data, "ipc": setup.ipc, "seed": setup.seed, **settings(setup, params)}
     with atomic_path(path) as tmp:
         tmp.write_text(toml_text(values, comments))
     return path

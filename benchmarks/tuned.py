@@ -1,0 +1,58 @@
+"""Tuned settings against the defaults, on the test split: the one read of test after `avdistill tune`.
+
+Both arms distil with the same budget (the tuned file's iterations and batch sizes; everything the
+search did not touch held at the study's values) for `--sets` seeds, and each set trains
+`--runs` fresh evaluation networks (the AVDD protocol). Prints mean ± std (n = sets x runs) per arm
+and writes every accuracy to JSON (docs/TUNING.md).
+
+    python benchmarks/tuned.py --tune runs/tune-dm --out docs/tuning/dm-test.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import tomllib
+from pathlib import Path
+
+from avdistill.data import load_dataset
+from avdistill.evaluation import evaluate
+from avdistill.io import versions, write_json
+from avdistill.methods import distill
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tune", required=True, help="output folder of avdistill tune (best.toml, defaults.toml)")
+    p.add_argument("--sets", type=int, default=3)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--out", required=True, help="JSON with every accuracy")
+    args = p.parse_args()
+    arms = {}
+    for name, file in (("defaults", "defaults.toml"), ("tuned", "best.toml")):
+        with open(Path(args.tune) / file, "rb") as f:
+            arms[name] = tomllib.load(f)
+        method, data, ipc = (arms[name].pop(key) for key in ("method", "data", "ipc"))
+        arms[name].pop("seed")
+    dataset = load_dataset(data)
+    accuracies: dict[str, list[float]] = {}
+    for name, options in arms.items():
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+        for seed in range(args.sets):
+            syn = distill(dataset, method, ipc, seed, progress=False, **options)
+            result = evaluate(syn, dataset, args.runs, seed, progress=False, on="test")
+            accuracies.setdefault(name, []).extend(result.accuracies)
+            print(f"{name} set {seed}: test {result}", flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    write_json(args.out, {"method": method, "data": data, "dataset_sha256": dataset.checksum, "ipc": ipc,
+                          "sets": args.sets, "runs": args.runs, "arms": {n: {"options": o, "test_accuracies": accuracies[n]}
+                                                                          for n, o in arms.items()},
+                          "commit": commit, "versions": versions()})
+    print("| settings | test accuracy (%) |\n|---|---|")
+    for name, acc in accuracies.items():
+        print(f"| {name} | {100 * statistics.fmean(acc):.2f} ± {100 * statistics.pstdev(acc):.2f} (n={len(acc)}) |")
+
+
+if __name__ == "__main__":
+    main()
