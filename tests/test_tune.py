@@ -77,6 +77,8 @@ def test_tune_writes_its_outputs_and_a_rerun_adds_no_trial(data_file, tmp_path, 
     settings = tomllib.loads((out / "best.toml").read_text())
     assert settings["method"] == "dm" and settings["ipc"] == 2 and settings["iterations"] == 6
     assert all(settings[name] == value for name, value in best.params.items())
+    defaults = tomllib.loads((out / "defaults.toml").read_text())  # the baseline at the study's budget
+    assert defaults["lr_audio"] == DMConfig().lr_audio and defaults["iterations"] == 6
     for png in ("history.png", "importance.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "history.png" in (out / "report.md").read_text()
@@ -86,6 +88,9 @@ def test_tune_writes_its_outputs_and_a_rerun_adds_no_trial(data_file, tmp_path, 
     assert (out / "trials" / "0000" / "synthetic.safetensors").stat().st_mtime_ns == stamp
     assert main([*args[:4], "5", *args[5:]]) == 0  # asking for more runs only the new ones
     assert [t.number for t in study_trials(out)] == [0, 1, 2, 3, 4]
+    (out / "trials.csv").unlink()
+    assert main([*args[:4], "0", *args[5:]]) == 0  # outputs only, from the database
+    assert len(list(csv.DictReader(open(out / "trials.csv")))) == 5
 
 
 def test_tune_never_reads_the_test_split(tmp_path):
