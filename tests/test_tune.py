@@ -50,6 +50,21 @@ def test_declared_ranges_lie_within_the_options_bounds(method):
         check_range(fields[name], search, name)  # raises on a range that reaches outside the bounds
 
 
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_budget_is_a_valid_config_of_its_method(method):
+    from avdistill.methods.base import make_config
+    from avdistill.methods.budgets import BUDGET_NAMES, budget_options
+
+    spec = METHODS[method]
+    for budget in BUDGET_NAMES:
+        values = budget_options(spec.config_class, budget)
+        config = make_config(spec, values)  # raises on a budget outside the options' bounds
+        assert all(getattr(config, name) == value for name, value in values.items())
+    if "iterations" in {f.name for f in dataclasses.fields(spec.config_class)}:  # every synthesis method has both
+        assert budget_options(spec.config_class, "cpu")["iterations"] < budget_options(spec.config_class,
+                                                                                          "paper")["iterations"]
+
+
 def test_space_overrides_parse_and_are_checked_against_bounds():
     assert parse_space("lr_audio=0.1:10:log", DMConfig) == ("lr_audio", SearchRange(0.1, 10.0, log=True))
     assert parse_space("real-per-class=8:64", DMConfig) == ("real_per_class", SearchRange(8, 64))
