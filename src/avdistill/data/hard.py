@@ -15,8 +15,8 @@ Audio and frames take different interferers, so the two modalities' confusions a
 independent and fusing them helps. Interferers come from the pair's own split, so no split
 sees another's content. Every operation is elementwise or a gather under torch generators
 seeded per split: the same torch version gives the same tensors on any CPU. The strengths
-were chosen on the validation split (benchmarks/calibrate_hard.py choose; the data card); changing them changes the dataset's
-content digest, and with it every cache keyed by it.
+were chosen on the validation split (``benchmarks/calibrate_hard.py choose``, the data card);
+changing them changes the dataset's content digest, and with it every cache keyed by it.
 """
 
 from __future__ import annotations
