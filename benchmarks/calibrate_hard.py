@@ -72,6 +72,7 @@ def choose(args) -> None:
     out = RESULTS / "calibration-val.jsonl"
     done = {r["candidate"]: r for r in map(json.loads, out.read_text().splitlines())} if out.exists() else {}
     base = with_speaker_validation(load_prepared(embedded_path()))
+    at = commit()
     for name in args.candidates.split(","):
         d = CANDIDATES[name]
         if name in done and done[name]["degradation"] == dataclasses.asdict(d):
@@ -89,7 +90,7 @@ def choose(args) -> None:
                                                            on="val").accuracies
         results["random10 ensemble"] = random_sets(data, 10, args.sets, args.runs, "ensemble", "val")
         record = {"candidate": name, "degradation": dataclasses.asdict(d), "split": "val", "runs": args.runs,
-                  "sets": args.sets, "results": results, "commit": commit(), "versions": versions()}
+                  "sets": args.sets, "results": results, "commit": at, "versions": versions()}
         with open(out, "a") as f:
             f.write(json.dumps(record) + "\n")
         done[name] = record
@@ -111,6 +112,7 @@ def choose(args) -> None:
 
 
 def report(args) -> None:
+    at = commit()  # the code this run imports, whatever is committed while it runs
     data = avdistill.load_dataset("av-digits-hard")
     results = {}
     for head in HEADS:
@@ -121,7 +123,7 @@ def report(args) -> None:
                                                        progress=False, on="test").accuracies
         print(head, "whole", pct(results[f"whole {head}"]), flush=True)
     record = {"dataset": data.name, "sha256": data.checksum, "split": "test", "sets": args.sets, "runs": args.runs,
-              "whole_runs": args.whole_runs, "results": results, "commit": commit(), "versions": versions()}
+              "whole_runs": args.whole_runs, "results": results, "commit": at, "versions": versions()}
     (RESULTS / "calibration-test.json").write_text(json.dumps(record, indent=1) + "\n")
     names = {"a": "audio-only", "v": "visual-only", "ensemble": "AV ensemble"}
     lines = ["| head | random IPC 1 | random IPC 10 | whole data |", "|---|---|---|---|"]
