@@ -15,8 +15,8 @@ Audio and frames take different interferers, so the two modalities' confusions a
 independent and fusing them helps. Interferers come from the pair's own split, so no split
 sees another's content. Every operation is elementwise or a gather under torch generators
 seeded per split: the same torch version gives the same tensors on any CPU. The strengths
-were chosen on the validation split (see the data card); changing them changes the dataset's
-content digest, and with it every cache keyed by it.
+were chosen on the validation split (``benchmarks/calibrate_hard.py choose``, the data card);
+changing them changes the dataset's content digest, and with it every cache keyed by it.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from avdistill.data.dataset import AVDataset, AVSplit
 from avdistill.seeding import generator
 
 VERSION = "1.0"
-AUDIO_INTERFERER_DB = 3.0  # the interfering word this many dB below the clip
-AUDIO_NOISE_DB = 0.0  # noise power this many dB below the clip's mean power (0: as loud)
+AUDIO_INTERFERER_DB = 9.0  # the interfering word this many dB below the clip
+AUDIO_NOISE_DB = 6.0  # noise power this many dB below the clip's mean power
 FRAME_INTERFERER = 0.45  # weight of the ghost digit
 FRAME_NOISE_STD = 60.0  # pixel noise std (0..255 scale)
 FRAME_SHIFT = 3  # the ghost is shifted by up to this many pixels each way

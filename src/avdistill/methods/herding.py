@@ -56,7 +56,7 @@ class CoresetConfig:
 @dataclass
 class HerdingConfig(CoresetConfig):
     # Declared rows (`avdistill bench --ablations herding`): AVDD's initialisation without its matching.
-    ABLATIONS: ClassVar[dict[str, dict]] = {"herding": {"factor": 1}, "herding + factor": {"factor": 2}}
+    ABLATIONS: ClassVar[dict[str, dict]] = {"herding": {}, "herding + factor": {"factor": 2}}
 
 
 @register_method("herding", HerdingConfig, "Herding coreset: real pairs whose running mean tracks the class mean")

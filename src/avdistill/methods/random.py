@@ -21,7 +21,7 @@ class RandomConfig:
                          minimum=1, maximum=MAX_FACTOR)
 
     # Declared rows (`avdistill bench --ablations random`): the packing without any matching.
-    ABLATIONS: ClassVar[dict[str, dict]] = {"random": {"factor": 1}, "random + factor": {"factor": 2}}
+    ABLATIONS: ClassVar[dict[str, dict]] = {"random": {}, "random + factor": {"factor": 2}}
 
 
 @register_method("random", RandomConfig, "Random real pairs per class (baseline); --factor packs several per pair")
