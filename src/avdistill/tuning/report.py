@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from avdistill.io import atomic_path
+from avdistill.io import atomic_path, versions
 from avdistill.methods import get_method
 from avdistill.methods.base import make_config
 from avdistill.methods.budgets import budget_options
@@ -175,7 +175,8 @@ def _write_report(study, trials, best, importances, setup, data: str, out: Path,
     lines += ["![optimisation history](history.png)", ""]
     if "importance" in paths:
         lines += ["![parameter importances](importance.png)", ""]
-    lines += ["Every trial: `trials.csv`."]
+    lines += ["Every trial: `trials.csv`; each trial's set and its `synthetic.json` (config, seed, versions): "
+              "`trials/NNNN/`.", "", f"Written by {', '.join(f'{k} {v}' for k, v in versions().items())}."]
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     return out / "report.md"
