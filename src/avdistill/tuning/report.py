@@ -66,6 +66,8 @@ def next_commands(best, setup, data: str, out: Path) -> list[str]:
 
 
 def _write_csv(trials, path: Path) -> Path:
+    import optuna
+
     names = sorted({name for t in trials for name in t.params})
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
@@ -73,7 +75,8 @@ def _write_csv(trials, path: Path) -> Path:
                          "last_check_accuracy", *names, "wall_seconds", "started", "error"])
         for t in trials:
             last = max(t.intermediate_values) if t.intermediate_values else None
-            writer.writerow([t.number, t.state.name, "" if t.value is None else f"{t.value:.6f}",
+            complete = t.state == optuna.trial.TrialState.COMPLETE  # a pruned trial's value is its last check's
+            writer.writerow([t.number, t.state.name, f"{t.value:.6f}" if complete else "",
                              ";".join(f"{a:.6f}" for a in t.user_attrs.get("val_accuracies", [])),
                              "" if last is None else last,
                              "" if last is None else f"{t.intermediate_values[last]:.6f}",
