@@ -61,7 +61,7 @@ def test_the_budget_is_printed_and_the_expected_wall_time_after_the_first_iterat
     assert main(["distill", "--data", data, "--method", "avdd", "--ipc", "1", "--iterations", "7",
                  "--real-per-class", "4", "--herding-epochs", "1", "--out", str(tmp_path / "a")]) == 0
     captured = capsys.readouterr()
-    assert "avdd: budget 'cpu' (the default on cpu): iterations 200" in captured.out
+    assert "avdd: budget 'cpu' (the default on cpu): iterations 100" in captured.out
     assert "expected wall time:" in captured.err and "7 iterations" in captured.err
     assert load_synthetic(tmp_path / "a" / "synthetic.safetensors").meta["budget"] == "cpu"
     assert main(["distill", "--data", data, "--method", "avdd", "--ipc", "1", "--budget", "paper", "--iterations", "1",

@@ -64,7 +64,7 @@ class MatchingConfig:
                         minimum=0, check=check_chunk)
 
     # Budgets (`--budget`, :mod:`avdistill.methods.budgets`): DM's paper (20000 iterations, 256 real pairs per
-    # class) and the CPU budget, chosen on av-digits-hard's validation split (docs/TUNING.md).
+    # class) and the CPU budget, DM's earlier CPU defaults (docs/TUNING.md).
     BUDGETS: ClassVar[dict[str, dict]] = {"paper": {"iterations": 20000, "real_per_class": 256},
                                           "cpu": {"iterations": 300, "real_per_class": 64}}
 
