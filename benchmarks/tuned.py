@@ -27,7 +27,8 @@ def main() -> None:
     p.add_argument("--tune", required=True, help="output folder of avdistill tune (best.toml, defaults.toml)")
     p.add_argument("--sets", type=int, default=3)
     p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--out", required=True, help="JSON with every accuracy")
+    p.add_argument("--arms", default="defaults,tuned", help="which settings to run (default: both)")
+    p.add_argument("--out", required=True, help="JSON with every accuracy, rewritten after every set")
     args = p.parse_args()
     arms = {}
     for name, file in (("defaults", "defaults.toml"), ("tuned", "best.toml")):
@@ -35,23 +36,24 @@ def main() -> None:
             arms[name] = tomllib.load(f)
         method, data, ipc = (arms[name].pop(key) for key in ("method", "data", "ipc"))
         arms[name].pop("seed")
+    arms = {name: arms[name] for name in args.arms.split(",")}
     dataset = load_dataset(data)
-    accuracies: dict[str, list[float]] = {}
-    for name, options in arms.items():
-        options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
-        for seed in range(args.sets):
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    accuracies: dict[str, list[float]] = {name: [] for name in arms}
+    for seed in range(args.sets):  # the arms alternate, so a run cut short still compares them
+        for name, options in arms.items():
+            options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
             syn = distill(dataset, method, ipc, seed, progress=False, **options)
             result = evaluate(syn, dataset, args.runs, seed, progress=False, on="test")
-            accuracies.setdefault(name, []).extend(result.accuracies)
+            accuracies[name].extend(result.accuracies)
             print(f"{name} set {seed}: test {result}", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    write_json(args.out, {"method": method, "data": data, "dataset_sha256": dataset.checksum, "ipc": ipc,
-                          "sets": args.sets, "runs": args.runs, "arms": {n: {"options": o, "test_accuracies": accuracies[n]}
-                                                                          for n, o in arms.items()},
-                          "commit": commit, "versions": versions()})
+            write_json(args.out, {"method": method, "data": data, "dataset_sha256": dataset.checksum, "ipc": ipc,
+                                  "sets_done": seed + 1, "runs": args.runs, "commit": commit, "versions": versions(),
+                                  "arms": {n: {"options": o, "test_accuracies": accuracies[n]} for n, o in arms.items()}})
     print("| settings | test accuracy (%) |\n|---|---|")
     for name, acc in accuracies.items():
-        print(f"| {name} | {100 * statistics.fmean(acc):.2f} ± {100 * statistics.pstdev(acc):.2f} (n={len(acc)}) |")
+        if acc:
+            print(f"| {name} | {100 * statistics.fmean(acc):.2f} ± {100 * statistics.pstdev(acc):.2f} (n={len(acc)}) |")
 
 
 if __name__ == "__main__":
