@@ -175,7 +175,7 @@ def test_two_processes_work_on_one_study(data_file, tmp_path):
     for proc in procs:
         assert proc.wait(timeout=600) == 0, proc.communicate()
     trials = study_trials(out)
-    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}  # finished, none failed or left running
     assert 6 <= len(trials) <= 7  # each process stops once 6 are finished; one may have started a 7th
     assert len({t.user_attrs["process"] for t in trials}) == 2  # both processes ran trials
     assert len({t.user_attrs["synthetic"] for t in trials}) == len(trials)

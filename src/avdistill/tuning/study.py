@@ -84,6 +84,7 @@ def storage_url(storage: str | None, out: Path) -> str:
 def open_study(setup: TuneSetup, dataset: AVDataset, url: str, name: str):
     """Create the study in the database, or join the one there if it searches the same thing."""
     import optuna
+    import sqlalchemy.exc
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -91,12 +92,19 @@ def open_study(setup: TuneSetup, dataset: AVDataset, url: str, name: str):
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}  # wait on the other writers
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=setup.heartbeat,
-                         grace_period=3 * setup.heartbeat,
-                         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5) if setup.checks else optuna.pruners.NopPruner()
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-                                pruner=pruner)
+    for attempt in range(5):  # processes starting together race to create the tables: the loser finds them made
+        try:
+            storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=setup.heartbeat,
+                                 grace_period=3 * setup.heartbeat,
+                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+            study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+                                        pruner=pruner)
+            break
+        except sqlalchemy.exc.OperationalError:
+            if attempt == 4:
+                raise
+            time.sleep(1 + attempt)
     identity = json.loads(json.dumps(setup.identity(dataset)))
     stored = study.user_attrs.get("setup")
     if stored is None:
