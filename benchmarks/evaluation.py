@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 import avdistill
-from avdistill.evaluation import EvalConfig, RetrievalResult, evaluate, evaluate_retrieval, evaluate_whole_data
+from avdistill.evaluation import (EvalConfig, RetrievalResult, evaluate, evaluate_retrieval,
+                                  evaluate_whole_data)
 from avdistill.files import atomic_path, versions, write_json
 from avdistill.models.heads import HEAD_NAMES, HEADS
 from avdistill.reporting.tables import accuracy_table, retrieval_table

@@ -538,7 +538,7 @@ def test_damaged_checkpoint_is_a_clear_error(tiny_dataset_file, tmp_path, monkey
     with pytest.raises(DataError, match="damaged checkpoint"):
         avdistill.distill(tiny_dataset_file, "dm", **options)
     checkpoint.unlink()
-    monkeypatch.setattr(avdistill.methods, "finish", lambda workdir: None)  # keep the checkpoint
+    monkeypatch.setattr(avdistill.methods, "finish", lambda folder, group: None)  # keep the checkpoint
     avdistill.distill(tiny_dataset_file, "dm", **options)
     blob = bytearray(checkpoint.read_bytes())
     blob[-2] ^= 0x01  # one bit of the stored tensors

@@ -38,7 +38,7 @@ def evaluate_retrieval(syn: SyntheticSet | None, dataset: AVDataset, runs: int =
     """Cross-modal retrieval after contrastive training on `syn` (None: the whole real training split)."""
     if syn is None:
         return retrieval_runs(dataset.train, dataset, config, retrieval_config, runs, seed, device, progress,
-                                  desc="retrieval, whole data")
+                              desc="retrieval, whole data")
     check_compatible(syn, dataset, syn.path or "synthetic set")
     return retrieval_runs(syn.training_pairs(), dataset, config, retrieval_config, runs, seed, device, progress)
 
