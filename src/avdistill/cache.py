@@ -66,10 +66,6 @@ class TensorCache:
         self.folder = Path(root) / f"{kind}-{self.key}" if root is not None else None
         self.memory = memory and root is None
 
-    @property
-    def enabled(self) -> bool:
-        return self.folder is not None or self.memory
-
     def path(self, name: str) -> Path | None:
         return self.folder / f"{name}.safetensors" if self.folder is not None else None
 

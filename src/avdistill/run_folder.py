@@ -12,16 +12,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 
-@dataclass(frozen=True)
 class RunFolder:
-    path: Path
-
     def __init__(self, path: str | os.PathLike):
-        object.__setattr__(self, "path", Path(path))
+        self.path = Path(path)
 
     @classmethod
     def of(cls, synthetic_file: str | os.PathLike) -> "RunFolder":
