@@ -13,7 +13,7 @@ from safetensors import safe_open
 import avdistill
 import avdistill.methods.trajectories as trajectories
 from avdistill.augment import DEFAULT_STRATEGY
-from avdistill.errors import ConfigError, DataError
+from avdistill.errors import ConfigError
 from avdistill.methods.initial_set import initial_synthetic
 from avdistill.methods.mtt import MTTConfig, TrajectoryMatcher
 from avdistill.methods.trajectories import ExpertTraining, ParameterLayout, build_network, expert_trajectories

@@ -7,7 +7,6 @@ docs/RELIABILITY.md lists every fault tried here, the error it gives, and the te
 from __future__ import annotations
 
 import ast
-import dataclasses
 import hashlib
 import json
 import math

@@ -74,14 +74,6 @@ def flat_dict(config) -> dict:
     return values
 
 
-def _parse_tuple(text: str) -> tuple[int, ...]:
-    """argparse type for tuple-valued config fields."""
-    try:
-        return parse_ints(text)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def add_config_options(parser: argparse.ArgumentParser, config_class: type, title: str, skip: tuple[str, ...] = ()) -> None:
     """One ``--name`` option per config field (nested configs flattened, but `skip`), with its help and default."""
     group = parser.add_argument_group(title)

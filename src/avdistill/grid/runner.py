@@ -22,10 +22,10 @@ from avdistill.cache import code_digest
 from avdistill.config import flat_dict
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import DataError
-from avdistill.evaluation import (EvalConfig, RetrievalConfig, evaluate, evaluate_retrieval, evaluate_whole_data)
+from avdistill.evaluation import EvalConfig, RetrievalConfig, evaluate, evaluate_retrieval, evaluate_whole_data
 from avdistill.files import versions
-from avdistill.methods import distill, get_method, make_config
 from avdistill.grid.cells import as_json, cached_cell
+from avdistill.methods import distill, get_method, make_config
 from avdistill.run_folder import RunFolder
 from avdistill.synthetic import SyntheticSet, load_synthetic
 
