@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
+from avdistill.data import load_dataset
 from avdistill.errors import ConfigError
 
 DATA_HELP = ("dataset: 'av-digits' (embedded), 'av-digits-hard' (embedded, both modalities degraded: the "
@@ -13,8 +16,6 @@ DATA_HELP = ("dataset: 'av-digits' (embedded), 'av-digits-hard' (embedded, both 
 
 def device_option(text: str) -> str:
     """argparse type of --device: a device torch knows and this machine has, checked before any work."""
-    import torch
-
     try:
         device = torch.device(text)
     except (RuntimeError, ValueError) as exc:
@@ -32,8 +33,6 @@ def load_data(source: str, verify: bool = True):
     Mapping costs nothing on a small file and never copies a large one: its pages are shared
     with the page cache (and between torchrun ranks), and only those a run touches are read.
     """
-    from avdistill.data import load_dataset
-
     return load_dataset(source, mmap=True, verify=verify)
 
 

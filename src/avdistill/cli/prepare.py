@@ -10,7 +10,14 @@ import argparse
 import os
 from pathlib import Path
 
+from avdistill.data import load_avdd, save_dataset
+from avdistill.data.ingest import DecodeParams, prepare_clips
+from avdistill.data.ingest.prepare import manifest_path_for
+from avdistill.data.ingest.sources import (AVE_PATTERN, CSV_PATTERN, VIDEO_EXTENSIONS, ave_clips, csv_clips,
+                                           folder_clips)
+from avdistill.data.split import DEFAULT_VAL_FRACTION, carve_validation, check_fraction
 from avdistill.errors import ConfigError
+from avdistill.files import check_output_file
 
 
 def _frame_size(text: str) -> tuple[int, int]:
@@ -25,9 +32,6 @@ def _frame_size(text: str) -> tuple[int, int]:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from avdistill.data.ingest.sources import VIDEO_EXTENSIONS
-    from avdistill.data.split import DEFAULT_VAL_FRACTION
-
     p = sub.add_parser("prepare", help="make a prepared dataset from AVDD .pt files or video clips",
                        description="Make avdistill's pickle-free, memory-mappable .safetensors dataset from AVDD .pt "
                                    "tensors, or from video clips (one 1-s window per clip, every second of an AVE "
@@ -94,8 +98,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _video_clips(args):
-    from avdistill.data.ingest.sources import AVE_PATTERN, CSV_PATTERN, ave_clips, csv_clips, folder_clips
-
     if args.folder:
         extensions = tuple(e.strip() for e in args.extensions.split(",") if e.strip())
         return folder_clips(args.folder, args.offset, extensions)
@@ -107,10 +109,6 @@ def _video_clips(args):
 
 
 def run(args) -> None:
-    from avdistill.data import load_avdd, save_dataset
-    from avdistill.data.split import carve_validation, check_fraction
-    from avdistill.io import check_output_file
-
     check_output_file(args.out)
 
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
@@ -126,9 +124,6 @@ def run(args) -> None:
                                                        "fraction": args.val_fraction, "seed": args.seed}}
         save_dataset(dataset, args.out)
     else:
-        from avdistill.data.ingest import DecodeParams, prepare_clips
-        from avdistill.data.ingest.prepare import manifest_path_for
-
         if args.test:
             raise ConfigError(f"unexpected positional argument {args.test!r} with a video source")
         params = DecodeParams(sample_rate=args.sample_rate, n_mels=args.n_mels, frame_size=args.frame_size,

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from avdistill.data.audio import MelParams, mel_filterbank
-from avdistill.io import atomic_path
+from avdistill.files import atomic_path
 
 
 def spectrogram_to_wave(db: torch.Tensor, mel: MelParams, n_iter: int = 32) -> np.ndarray:
     """Log-mel dB [F, T] -> float waveform of ``mel.clip_samples`` samples, peak-normalised to 0.9."""
-    import librosa
+    import librosa  # heavy (numba, scipy): imported when a sound is made, not by every command
 
     power = np.power(10.0, db.double().numpy() / 10.0)
     magnitude = np.sqrt(mel_to_linear_power(power, mel_filterbank(mel).double().numpy()))

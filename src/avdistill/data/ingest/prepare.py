@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import safe_open, save_file
+from tabulate import tabulate
 from tqdm import tqdm
 
 from avdistill.data.audio import mel_filterbank
@@ -44,7 +45,7 @@ from avdistill.data.ingest.sources import SPLITS, Clip, Skip, assign_splits, fil
 from avdistill.data.split import DEFAULT_VAL_FRACTION, carve_validation, check_fraction
 from avdistill.data.storage import save_dataset
 from avdistill.errors import ConfigError, DataError
-from avdistill.io import atomic_path, versions, write_json
+from avdistill.files import atomic_path, versions, write_json
 
 NORMALIZATIONS = ("avdd", "train")
 MANIFEST_FORMAT = "avdistill.ingest-manifest/1"
@@ -170,8 +171,6 @@ def _normalization(kind: str, train: AVSplit, channels: int) -> dict:
 
 
 def _count_table(counts: dict[str, dict[str, int]], classes: list[str], min_per_class: int) -> str:
-    from tabulate import tabulate
-
     rows = []
     for c in classes:
         train, val, test = counts["train"][c], counts.get("val", {}).get(c, 0), counts["test"][c]
@@ -182,8 +181,6 @@ def _count_table(counts: dict[str, dict[str, int]], classes: list[str], min_per_
 
 
 def _skip_table(skipped: list[Skip]) -> str:
-    from tabulate import tabulate
-
     rows = [[s.file, "" if s.offset is None else f"{s.offset:g}", s.label or "", s.reason] for s in skipped]
     return tabulate(rows, headers=["file", "at (s)", "label", "reason"], tablefmt="simple")
 
