@@ -89,7 +89,8 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _pixels(frame, params: DecodeParams) -> torch.Tensor:
+def frame_pixels(frame, params: DecodeParams) -> torch.Tensor:
+    """A PyAV video frame as uint8 [C, H, W] at ``params.frame_size`` (area-averaged), RGB or grey."""
     height, width = params.frame_size
     array = frame.to_ndarray(format="gray" if params.grayscale else "rgb24", width=width, height=height,
                              interpolation="AREA")
@@ -169,5 +170,5 @@ def decode_windows(path: str | Path, offsets: tuple[float, ...],
             if first < 0:
                 segment = np.concatenate([np.zeros(-first, np.float32), segment])
             db = log_mel(torch.from_numpy(segment), params.mel).unsqueeze(0)
-            results.append((db, _pixels(chosen[i], params)))
+            results.append((db, frame_pixels(chosen[i], params)))
     return results
