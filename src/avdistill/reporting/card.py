@@ -65,8 +65,10 @@ def distill_command(meta: dict) -> str | None:
         return None
     source = meta.get("source") or {}
     path = source.get("path")
-    data = source.get("name") if path and Path(path).resolve() == embedded_path().resolve() else path
-    words = ["avdistill", "distill", "--method", spec.name, "--data", str(data or source.get("name")),
+    data = source.get("name") if not path or Path(path).resolve() == embedded_path().resolve() else path
+    if not data:
+        return None
+    words = ["avdistill", "distill", "--method", spec.name, "--data", str(data),
              "--ipc", str(meta["ipc"]), "--seed", str(meta.get("seed", 0))]
     if meta.get("device", "cpu") != "cpu":
         words += ["--device", str(meta["device"])]

@@ -74,32 +74,42 @@ def _png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def build_dataset(syn: SyntheticSet, packed: bool = False, griffin_lim_iters: int = 32, progress: bool = True):
-    """The synthetic set as a `datasets.Dataset` (in memory)."""
+def make_dataset(columns: dict, features: dict, description: str = ""):
+    """A `datasets.Dataset` of `columns` typed by `features`; Audio cells are {bytes, path} dicts.
+
+    Audio columns go into the table as stored (pyarrow), past `datasets`' Audio encoder, which needs
+    torchcodec even for ready-made bytes; every other column goes through `datasets` as usual.
+    """
     datasets = require_datasets()
     import pyarrow as pa
 
-    pixels, db, labels = export_rows(syn, packed)
-    with_audio = syn.factor == 1 or not packed
-    features = {"image": datasets.Image(),
-                "spectrogram": datasets.Array2D(shape=tuple(db.shape[1:]), dtype="float32"),
-                "label": datasets.ClassLabel(names=list(syn.classes))}
-    names = [f"{i:05d}-{syn.classes[int(c)]}" for i, c in enumerate(labels)]
-    table = datasets.Dataset.from_dict(
-        {"image": [{"bytes": _png(p), "path": f"{n}.png"} for p, n in zip(pixels, names)],
-         "spectrogram": db.numpy(), "label": labels.tolist()},
-        features=datasets.Features(features)).data.table
-    if with_audio:
-        mel = syn.preprocessing.mel
-        waves = [{"bytes": wav_bytes(spectrogram_to_wave(db[i], mel, griffin_lim_iters), mel.sample_rate),
-                  "path": f"{names[i]}.wav"}
-                 for i in tqdm(range(len(labels)), desc="griffin-lim", disable=not progress, dynamic_ncols=True)]
-        audio = datasets.Audio(sampling_rate=mel.sample_rate)
-        table = table.add_column(1, "audio", pa.array(waves, type=audio.pa_type))
-        features = {"image": features["image"], "audio": audio, **{k: features[k] for k in ("spectrogram", "label")}}
-    info = datasets.DatasetInfo(features=datasets.Features(features),
-                                description=f"{syn.meta.get('method', 'synthetic')} set exported by avdistill")
+    audio = {name: f for name, f in features.items() if isinstance(f, datasets.Audio)}
+    rest = {name: f for name, f in features.items() if name not in audio}
+    table = datasets.Dataset.from_dict({name: columns[name] for name in rest}, features=datasets.Features(rest)).data.table
+    for name, feature in audio.items():
+        table = table.add_column(list(features).index(name), name, pa.array(columns[name], type=feature.pa_type))
+    info = datasets.DatasetInfo(features=datasets.Features(features), description=description)
     return datasets.Dataset(table, info=info)
+
+
+def build_dataset(syn: SyntheticSet, packed: bool = False, griffin_lim_iters: int = 32, progress: bool = True):
+    """The synthetic set as a `datasets.Dataset` (in memory)."""
+    datasets = require_datasets()
+    pixels, db, labels = export_rows(syn, packed)
+    names = [f"{i:05d}-{syn.classes[int(c)]}" for i, c in enumerate(labels)]
+    columns = {"image": [{"bytes": _png(p), "path": f"{n}.png"} for p, n in zip(pixels, names)],
+               "spectrogram": db.numpy(), "label": labels.tolist()}
+    features = {"image": datasets.Image()}
+    if syn.factor == 1 or not packed:
+        mel = syn.preprocessing.mel
+        columns["audio"] = [{"bytes": wav_bytes(spectrogram_to_wave(db[i], mel, griffin_lim_iters), mel.sample_rate),
+                             "path": f"{names[i]}.wav"}
+                            for i in tqdm(range(len(labels)), desc="griffin-lim", disable=not progress,
+                                          dynamic_ncols=True)]
+        features["audio"] = datasets.Audio(sampling_rate=mel.sample_rate)
+    features["spectrogram"] = datasets.Array2D(shape=tuple(db.shape[1:]), dtype="float32")
+    features["label"] = datasets.ClassLabel(names=list(syn.classes))
+    return make_dataset(columns, features, f"{syn.meta.get('method', 'synthetic')} set exported by avdistill")
 
 
 def _check_target(out: Path) -> None:

@@ -118,8 +118,8 @@ def check_columns(path: Path, features, columns: Columns) -> None:
 
 
 def _describe(feature) -> str:
-    return f"{type(feature).__name__}({getattr(feature, 'dtype', '')})" if hasattr(feature, "dtype") else \
-        type(feature).__name__
+    kind = type(feature).__name__
+    return f"{kind}({feature.dtype})" if kind in ("Value", "Array2D", "Array3D") else kind
 
 
 def _label_names(feature) -> list[str] | None:
