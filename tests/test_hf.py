@@ -229,12 +229,15 @@ def test_prepare_hf_gives_the_tensors_prepare_gives_for_the_same_clips(tmp_path)
             _write_lossless_clip(tmp_path / "clips" / split / c / f"{k:03d}.mkv", w, 16000, p)
     rows = {s: sorted(r, key=lambda row: names.index(row[0])) for s, r in media.items()}  # folder listing order
     datasets.DatasetDict({s: _hf_dataset(r, names, 16000) for s, r in rows.items()}).save_to_disk(str(tmp_path / "hf"))
-    common = ["--frame-size", "32", "--grayscale", "--n-mels", "40", "--quiet"]
+    common = ["--frame-size", "32", "--grayscale", "--n-mels", "40", "--normalization", "train", "--quiet"]
     assert main(["prepare", "--folder", str(tmp_path / "clips"), "--out", str(tmp_path / "clips.safetensors"),
                  "--workers", "1", *common]) == 0
     assert main(["prepare", "--hf", str(tmp_path / "hf"), "--out", str(tmp_path / "hf.safetensors"), *common]) == 0
     clips, hf = load_dataset(tmp_path / "clips.safetensors"), load_dataset(tmp_path / "hf.safetensors")
-    assert hf.classes == clips.classes == names and hf.preprocessing == clips.preprocessing
+    assert hf.classes == clips.classes == names and hf.preprocessing.mel == clips.preprocessing.mel
+    a, b = clips.preprocessing, hf.preprocessing  # train statistics: in one piece vs streamed chunk by chunk
+    np.testing.assert_allclose([*a.frame_mean, *a.frame_std, a.audio_mean, a.audio_std],
+                               [*b.frame_mean, *b.frame_std, b.audio_mean, b.audio_std], rtol=1e-4)
     for split in ("train", "test"):
         a, b = getattr(clips, split), getattr(hf, split)
         assert len(a) == len(rows[split]) and torch.equal(a.labels, b.labels)
@@ -319,8 +322,8 @@ def test_chunks_resume_after_an_interruption_and_do_not_change_the_result(tmp_pa
 
     _hf_dataset(_small_rows(4), ["low", "high"], 8000).to_parquet(str(tmp_path / "rows.parquet"))
     common = ["prepare", "--hf", str(tmp_path / "rows.parquet"), "--frame-size", "8", "--test-fraction", "0.25",
-              "--quiet"]
-    assert main(common + ["--out", str(tmp_path / "whole.safetensors")]) == 0
+              "--quiet"]  # the interrupted run decodes in the test's process (--workers 1), the other in two workers
+    assert main(common + ["--out", str(tmp_path / "whole.safetensors"), "--workers", "2", "--chunk-size", "2"]) == 0
     decode, calls, interrupt = hf._decode_chunk, [], [True]
 
     def interrupted(batch, *args):
@@ -331,11 +334,11 @@ def test_chunks_resume_after_an_interruption_and_do_not_change_the_result(tmp_pa
 
     monkeypatch.setattr(hf, "_decode_chunk", interrupted)
     out = tmp_path / "chunked.safetensors"
-    assert main(common + ["--out", str(out), "--chunk-size", "3"]) == 130
+    assert main(common + ["--out", str(out), "--chunk-size", "3", "--workers", "1"]) == 130
     assert len(list(work_dir_for(out).glob("*.safetensors"))) == 1 and not out.exists()
     calls.clear()
     interrupt[0] = False
-    assert main(common + ["--out", str(out), "--chunk-size", "3"]) == 0
+    assert main(common + ["--out", str(out), "--chunk-size", "3", "--workers", "1"]) == 0
     assert calls == [3, 2]  # the first chunk was kept; the second (3 rows) and third (2 rows) are decoded now
     whole, chunked = load_dataset(tmp_path / "whole.safetensors"), load_dataset(out)
     for split in ("train", "test"):

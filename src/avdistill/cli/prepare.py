@@ -148,7 +148,8 @@ def run(args) -> None:
             dataset = prepare_hf(args.hf, args.out, columns, params, classes=classes, name=args.name,
                                  offset=args.offset, test_fraction=args.test_fraction, seed=args.seed,
                                  normalization=args.normalization, min_per_class=args.min_per_class,
-                                 chunk_size=args.chunk_size, restart=args.restart, progress=not args.quiet)
+                                 chunk_size=args.chunk_size, workers=args.workers, restart=args.restart,
+                                 progress=not args.quiet)
             print(f"manifest: {manifest_path_for(Path(args.out))}")
             print(dataset.describe())
             print(f"wrote {args.out}")

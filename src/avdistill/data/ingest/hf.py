@@ -27,7 +27,9 @@ import io
 import json
 import os
 import shutil
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +38,15 @@ from safetensors import SafetensorError
 from safetensors.torch import safe_open, save_file
 from tqdm.auto import tqdm
 
+from avdistill.data.audio import mel_filterbank
 from avdistill.data.dataset import AVDataset, Preprocessing
 from avdistill.data.ingest.decode import DecodeParams, MediaError, frame_pixels, window_log_mel
 from avdistill.data.ingest.prepare import (MANIFEST_FORMAT, NORMALIZATIONS, _count_table, _normalization,
-                                           _open_work_dir, _skip_table, manifest_path_for, work_dir_for)
+                                           _open_work_dir, _skip_table, _worker_init, manifest_path_for,
+                                           work_dir_for)
 from avdistill.data.ingest.sources import SPLITS, Clip, Skip, assign_splits
 from avdistill.data.storage import TensorStream, save_dataset_streamed
-from avdistill.errors import ConfigError, DataError
+from avdistill.errors import AVDistillError, ConfigError, DataError
 from avdistill.io import atomic_path, versions, write_json
 
 SPLIT_NAMES = {"train": "train", "test": "test", "validation": "val", "valid": "val", "val": "val", "dev": "val"}
@@ -278,14 +282,21 @@ def _read_chunk(path: Path, names: tuple[str, ...]) -> tuple[dict[str, torch.Ten
 def prepare_hf(source: str | os.PathLike, out: str | os.PathLike, columns: Columns = Columns(),
                params: DecodeParams = DecodeParams(), classes: list[str] | None = None, name: str | None = None,
                offset: float = 0.0, test_fraction: float = 0.2, seed: int = 0, normalization: str = "avdd",
-               min_per_class: int = 1, chunk_size: int = 256, restart: bool = False,
+               min_per_class: int = 1, chunk_size: int = 256, workers: int = 1, restart: bool = False,
                progress: bool = True) -> AVDataset:
-    """Decode the rows of a local `datasets` dataset into the prepared dataset `out` (+ its manifest)."""
+    """Decode the rows of a local `datasets` dataset into the prepared dataset `out` (+ its manifest).
+
+    With `workers` > 1, chunks are decoded in worker processes (forked where the platform can, as
+    for clips), at most two per worker in flight; every chunk writes its own file, so the result
+    does not depend on the number of workers.
+    """
     path, out = Path(source), Path(out)
     if normalization not in NORMALIZATIONS:
         raise ConfigError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
     if chunk_size < 1:
         raise ConfigError(f"--chunk-size must be at least 1, got {chunk_size}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
     if not 0.0 <= test_fraction < 1.0:
         raise ConfigError(f"--test-fraction must be in [0, 1), got {test_fraction}")
     parts = open_source(path)
@@ -306,27 +317,54 @@ def prepare_hf(source: str | os.PathLike, out: str | os.PathLike, columns: Colum
     key = _chunk_key(path, parts, columns, classes, offset, chunk_size)
 
     results: list[Path] = []
+    pool = None
+    if workers > 1:  # forked before the progress bar starts its monitor thread
+        mel_filterbank(params.mel)  # cached before forking, so workers start at once
+        context = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(os.getpid(),))
     bar = tqdm(desc="rows", unit="row", disable=not progress, dynamic_ncols=True)
-    for part, ds in parts:
-        where = path.name + (f" [{part}]" if part else "")
-        used = [c for c in (columns.audio, columns.image, columns.label, columns.split) if c]
-        ds = ds.select_columns(used).cast_column(columns.audio, datasets.Audio(decode=False))
-        if isinstance(features[columns.image], datasets.Image):
-            ds = ds.cast_column(columns.image, datasets.Image(decode=False))
-        try:
-            for k, batch in enumerate(ds.with_format("numpy").iter(batch_size=chunk_size)):
-                result = work / f"{key}-{len(results):06d}.safetensors"
-                if not result.is_file():
-                    _decode_chunk(batch, k * chunk_size, part, where, base, columns, index, label_names,
-                                  split_names if columns.split else None, offset, params, result)
-                results.append(result)
-                bar.update(len(batch[columns.audio]))
-        except (DataError, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # noqa: BLE001  (a damaged Arrow/Parquet file surfaces mid-iteration)
-            raise DataError(path, f"cannot read rows of {where}: {_first_line(exc)}; the decoded chunks are kept "
-                                  f"in {work} for the rerun") from None
-    bar.close()
+    running: dict = {}  # future -> rows; at most 2 chunks per worker in memory
+
+    def collect(when) -> None:
+        done, _ = wait(running, return_when=when)
+        for future in done:
+            future.result()
+            bar.update(running.pop(future))
+
+    try:
+        for part, ds in parts:
+            where = path.name + (f" [{part}]" if part else "")
+            used = [c for c in (columns.audio, columns.image, columns.label, columns.split) if c]
+            ds = ds.select_columns(used).cast_column(columns.audio, datasets.Audio(decode=False))
+            if isinstance(features[columns.image], datasets.Image):
+                ds = ds.cast_column(columns.image, datasets.Image(decode=False))
+            try:
+                for k, batch in enumerate(ds.with_format("numpy").iter(batch_size=chunk_size)):
+                    result = work / f"{key}-{len(results):06d}.safetensors"
+                    results.append(result)
+                    rows = len(batch[columns.audio])
+                    job = (batch, k * chunk_size, part, where, base, columns, index, label_names,
+                           split_names if columns.split else None, offset, params, result)
+                    if result.is_file():  # decoded by an interrupted run
+                        bar.update(rows)
+                    elif pool is None:
+                        _decode_chunk(*job)
+                        bar.update(rows)
+                    else:
+                        running[pool.submit(_decode_chunk, *job)] = rows
+                        if len(running) >= 2 * workers:
+                            collect(FIRST_COMPLETED)
+            except (AVDistillError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # noqa: BLE001  (a damaged Arrow/Parquet file surfaces mid-iteration)
+                raise DataError(path, f"cannot read rows of {where}: {_first_line(exc)}; the decoded chunks are "
+                                      f"kept in {work} for the rerun") from None
+        if running:
+            collect(ALL_COMPLETED)
+    finally:
+        if pool is not None:  # on an interruption, drop the queued chunks instead of decoding them all first
+            pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
     if not results:
         raise DataError(path, "the dataset has no rows")
     return _assemble(path, out, work, results, columns, params, classes, name, offset, test_fraction, seed,
