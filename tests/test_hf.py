@@ -344,3 +344,37 @@ def test_chunks_resume_after_an_interruption_and_do_not_change_the_result(tmp_pa
     for split in ("train", "test"):
         for key in ("audio", "frames", "labels"):
             assert torch.equal(getattr(getattr(whole, split), key), getattr(getattr(chunked, split), key))
+
+
+def test_a_folder_of_parquet_files_named_by_split_keeps_its_splits(tmp_path):
+    rows = _small_rows(3)
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    for split, picked in (("train", [0, 1, 3, 4]), ("test", [2, 5])):
+        _hf_dataset([rows[i] for i in picked], ["low", "high"], 8000).to_parquet(
+            str(tmp_path / "repo" / "data" / f"{split}-00000-of-00001.parquet"))
+    out = tmp_path / "repo.safetensors"
+    assert main(["prepare", "--hf", str(tmp_path / "repo"), "--out", str(out), "--frame-size", "8", "--quiet"]) == 0
+    prepared = load_dataset(out)
+    assert prepared.train.labels.tolist() == [0, 0, 1, 1] and prepared.test.labels.tolist() == [0, 1]
+    assert json.loads(manifest_path_for(out).read_text())["source"]["splits"] == ["train", "test"]
+
+
+def test_frames_as_uint8_arrays_prepare_like_images(tmp_path):
+    datasets = _datasets()
+    from avdistill.reporting.export import make_dataset
+
+    rows = _small_rows(2)
+    image_version = _hf_dataset(rows, ["low", "high"], 8000)
+    array_version = make_dataset({"audio": image_version.data.table.column("audio").to_pylist(),
+                                  "frame": np.stack([p for _, _, p in rows]), "label": [0, 0, 1, 1]},
+                                 {"audio": datasets.Audio(), "frame": datasets.Array3D(shape=(20, 24, 3), dtype="uint8"),
+                                  "label": datasets.ClassLabel(names=["low", "high"])})
+    image_version.save_to_disk(str(tmp_path / "images"))
+    array_version.save_to_disk(str(tmp_path / "arrays"))
+    common = ["--frame-size", "10x12", "--test-fraction", "0.5", "--quiet"]
+    assert main(["prepare", "--hf", str(tmp_path / "images"), "--out", str(tmp_path / "i.safetensors"), *common]) == 0
+    assert main(["prepare", "--hf", str(tmp_path / "arrays"), "--image-column", "frame",
+                 "--out", str(tmp_path / "a.safetensors"), *common]) == 0
+    images, arrays = load_dataset(tmp_path / "i.safetensors"), load_dataset(tmp_path / "a.safetensors")
+    assert images.train.frames.shape[1:] == (3, 10, 12) and torch.equal(images.train.frames, arrays.train.frames)
+    assert torch.equal(images.test.audio, arrays.test.audio)

@@ -34,7 +34,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args) -> None:
     from avdistill.reporting.card import find_evaluation
-    from avdistill.reporting.export import export_hf, require_datasets
+    from avdistill.data.ingest.hf import require_datasets
+    from avdistill.reporting.export import export_hf
     from avdistill.synthetic import load_synthetic
 
     require_datasets()

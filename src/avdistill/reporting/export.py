@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from avdistill.data.ingest.hf import require_datasets
 from avdistill.errors import ConfigError
 from avdistill.io import versions, write_json
 from avdistill.reporting.card import dataset_card
@@ -44,16 +45,6 @@ from avdistill.synthetic import SyntheticSet
 EXPORT_FORMAT = "avdistill.hf-export/1"
 EXPORT_FILE = "export.json"
 PARQUET_FILE = "data/train-00000-of-00001.parquet"
-
-
-def require_datasets():
-    """The `datasets` module, or a ConfigError saying how to install it."""
-    try:
-        import datasets
-    except ImportError:
-        raise ConfigError("Hugging Face export/import needs the `datasets` package: "
-                          "pip install 'avdistill[hf]'") from None
-    return datasets
 
 
 def export_rows(syn: SyntheticSet, packed: bool = False) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:

@@ -61,15 +61,19 @@ class Columns:
     split: str | None = None
 
 
-def _datasets():
-    from avdistill.reporting.export import require_datasets
-
-    return require_datasets()
+def require_datasets():
+    """The `datasets` module, or a ConfigError saying how to install it (it is the optional extra `hf`)."""
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError("Hugging Face export/import needs the `datasets` package: "
+                          "pip install 'avdistill[hf]'") from None
+    return datasets
 
 
 def open_source(path: str | os.PathLike) -> list[tuple[str | None, object]]:
     """[(split name or None, datasets.Dataset or IterableDataset)] of a local source; DataError if unreadable."""
-    datasets = _datasets()
+    datasets = require_datasets()
     path = Path(path)
     if not path.exists():
         raise DataError(path, "no such file or folder")
@@ -97,7 +101,7 @@ def _first_line(exc: BaseException) -> str:
 
 def check_columns(path: Path, features, columns: Columns) -> None:
     """One DataError naming the column and the file for a missing column or a wrong feature type."""
-    datasets = _datasets()
+    datasets = require_datasets()
     if features is None:
         raise DataError(path, "no column types recorded (not written by the datasets library?); "
                               "save it with datasets (Audio and Image features) first")
@@ -116,8 +120,8 @@ def check_columns(path: Path, features, columns: Columns) -> None:
             raise DataError(path, f"{option} {name!r}: the column holds {_describe(feature)}, expected {expected}")
         if isinstance(feature, (datasets.Array2D, datasets.Array3D)) and feature.dtype != "uint8":
             raise DataError(path, f"{option} {name!r}: frames of {feature.dtype}, expected uint8 pixels")
-        if isinstance(feature, datasets.Value) and option != "--image-column" and not (
-                feature.dtype in ("string", "large_string") or "int" in feature.dtype):
+        if isinstance(feature, datasets.Value) and not (feature.dtype in ("string", "large_string")
+                                                        or "int" in feature.dtype):
             raise DataError(path, f"{option} {name!r}: values of {feature.dtype}, expected strings or integers")
 
 
@@ -302,7 +306,7 @@ def prepare_hf(source: str | os.PathLike, out: str | os.PathLike, columns: Colum
     if not 0.0 <= test_fraction < 1.0:
         raise ConfigError(f"--test-fraction must be in [0, 1), got {test_fraction}")
     parts = open_source(path)
-    datasets = _datasets()
+    datasets = require_datasets()
     for _, ds in parts:
         check_columns(path, ds.features, columns)
     found = find_classes(path, parts, columns)
