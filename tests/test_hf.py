@@ -357,6 +357,13 @@ def test_a_folder_of_parquet_files_named_by_split_keeps_its_splits(tmp_path):
     prepared = load_dataset(out)
     assert prepared.train.labels.tolist() == [0, 0, 1, 1] and prepared.test.labels.tolist() == [0, 1]
     assert json.loads(manifest_path_for(out).read_text())["source"]["splits"] == ["train", "test"]
+    (tmp_path / "repo" / "data" / "test-00000-of-00001.parquet").rename(
+        tmp_path / "repo" / "data" / "validation-00000-of-00001.parquet")  # no test split: drawn from train
+    assert main(["prepare", "--hf", str(tmp_path / "repo"), "--out", str(out), "--frame-size", "8",
+                 "--test-fraction", "0.5", "--quiet"]) == 0
+    prepared = load_dataset(out)
+    assert sorted(prepared.train.labels.tolist() + prepared.test.labels.tolist()) == [0, 0, 1, 1]
+    assert len(prepared.test) == 2
 
 
 def test_frames_as_uint8_arrays_prepare_like_images(tmp_path):

@@ -139,23 +139,23 @@ def export_hf(syn: SyntheticSet, out: str | os.PathLike, packed: bool = False, g
         raise ConfigError(f"--griffin-lim-iters must be at least 1, got {griffin_lim_iters}")
     dataset = build_dataset(syn, packed, griffin_lim_iters, progress)
     out.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         mask = os.umask(0)
         os.umask(mask)
-        os.chmod(build, 0o777 & ~mask)  # mkdtemp makes a private folder; the export gets the usual permissions
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes a private folder; the export gets the usual permissions
         with _quiet(not progress):
-            dataset.save_to_disk(str(build))
-            (build / PARQUET_FILE).parent.mkdir()
-            dataset.to_parquet(str(build / PARQUET_FILE))
+            dataset.save_to_disk(str(tmp))
+            (tmp / PARQUET_FILE).parent.mkdir()
+            dataset.to_parquet(str(tmp / PARQUET_FILE))
         record = {"format": EXPORT_FORMAT, "synthetic": syn.path, "packed": packed, "factor": syn.factor,
                   "rows": len(dataset), "griffin_lim_iters": griffin_lim_iters, "command": command,
                   "evaluation": evaluation, "meta": syn.meta, "versions": {**versions(), **_hf_versions()}}
-        write_json(build / EXPORT_FILE, record)
-        (build / "README.md").write_text(dataset_card(syn, dataset, record, license))
-        _replace_folder(build, out)
+        write_json(tmp / EXPORT_FILE, record)
+        (tmp / "README.md").write_text(dataset_card(syn, dataset, record, license))
+        _replace_folder(tmp, out)
     except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
 

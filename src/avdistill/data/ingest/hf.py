@@ -15,9 +15,10 @@ decoding is switched off (``decode=False``): its audio decoder needs torchcodec.
 
 Labels: a ``ClassLabel`` column keeps its names and order; a string or integer column's values
 become the class names (sorted). Splits, in this order: `split_column` (train / test /
-validation...), the source's own split names when it has several, else a seeded per-class
-`test_fraction` as for clips. Rows with missing or undecodable media, unknown labels or splits
-are skipped and named in the manifest (``file``: the source and the row), like broken clips.
+validation...), the source's own split names when it has several (a source without a test split
+has its train rows drawn as below), else a seeded per-class `test_fraction` as for clips. Rows
+with missing or undecodable media, unknown labels or splits are skipped and named in the manifest
+(``file``: the source and the row), like broken clips.
 """
 
 from __future__ import annotations
@@ -338,8 +339,11 @@ def prepare_hf(source: str | os.PathLike, out: str | os.PathLike, columns: Colum
             bar.update(running.pop(future))
 
     try:
+        named = {SPLIT_NAMES.get(name.lower()) for name, _ in parts if name}
         for part, ds in parts:
             where = path.name + (f" [{part}]" if part else "")
+            # a source without a test split (train + validation, say): its train rows get the seeded draw
+            split = part if part is None or "test" in named or SPLIT_NAMES.get(part.lower()) != "train" else None
             used = [c for c in (columns.audio, columns.image, columns.label, columns.split) if c]
             ds = ds.select_columns(used).cast_column(columns.audio, datasets.Audio(decode=False))
             if isinstance(features[columns.image], datasets.Image):
@@ -349,7 +353,7 @@ def prepare_hf(source: str | os.PathLike, out: str | os.PathLike, columns: Colum
                     result = work / f"{key}-{len(results):06d}.safetensors"
                     results.append(result)
                     rows = len(batch[columns.audio])
-                    job = (batch, k * chunk_size, part, where, base, columns, index, label_names,
+                    job = (batch, k * chunk_size, split, where, base, columns, index, label_names,
                            split_names if columns.split else None, offset, params, result)
                     if result.is_file():  # decoded by an interrupted run
                         bar.update(rows)
