@@ -106,6 +106,7 @@ def main() -> None:
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "INGEST.md", help="Markdown file to update")
     args = parser.parse_args()
     sizes = [int(r) for r in args.rows.split(",")]
+    commit = _commit()  # the code the figures run on, before anything can change under the run
     results = []
     for rows in sizes:
         source = args.work / f"rows{rows}"
@@ -130,7 +131,7 @@ def main() -> None:
               (": one Parquet row group and one chunk are in memory at a time, never the whole source or result."
                if growth < 0.25 * data_growth else "."))
     text = (f"Measured by `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/hf.py --rows {args.rows} --chunk-size "
-            f"{args.chunk_size}` at commit {_commit()} (2-core VM shared with other jobs; 1-minute load average "
+            f"{args.chunk_size}` at commit {commit} (2-core VM shared with other jobs; 1-minute load average "
             f"{load:.1f} at the end). Rows: 224x224 PNG frames, 1 s 44.1 kHz stereo 16-bit WAV; prepared at the "
             f"defaults (224² RGB, 11 kHz, 128 mels), chunks of {args.chunk_size} rows:\n\n{table}\n\n"
             f"Wall clock includes start-up (imports of torch, datasets and librosa's filterbank code: seconds on "

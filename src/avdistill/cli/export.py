@@ -14,7 +14,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description="Write a synthetic set as a Hugging Face `datasets` dataset (Arrow for "
                                    "load_from_disk, Parquet for the hub) with a README.md dataset card: frames "
                                    "(Image), Griffin-Lim sound (Audio), log-mel spectrograms (array), labels "
-                                   "(ClassLabel). Publishing is yours: huggingface-cli upload or push_to_hub "
+                                   "(ClassLabel). Publishing is yours: hf upload or push_to_hub "
                                    "(see the README); nothing here reaches the network.")
     p.add_argument("synthetic", help="synthetic set file (synthetic.safetensors)")
     p.add_argument("--format", choices=("hf",), required=True, help="output format: hf (Hugging Face datasets)")
