@@ -29,7 +29,7 @@ from media import class_colour, tone_hz  # noqa: E402
 
 from docsection import write_section  # noqa: E402
 
-from avdistill.io import versions, write_json  # noqa: E402
+from avdistill.files import versions, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARD = 250  # rows per Parquet file

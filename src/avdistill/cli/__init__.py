@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from avdistill.cli import bench, demo, distill, evaluate, export, prepare, show
@@ -40,8 +41,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _process() -> str:
     """Which process failed, under torchrun (each process reports its own error)."""
-    import os
-
     size = os.environ.get("WORLD_SIZE", "1")
     return f" (process {os.environ.get('RANK', '?')} of {size})" if size not in ("", "1") else ""
 

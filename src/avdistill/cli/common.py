@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
+from avdistill.data import load_dataset
 from avdistill.errors import ConfigError
 
 DATA_HELP = ("dataset: 'av-digits' (embedded), a prepared .safetensors file (memory-mapped), or an AVDD .pt file "
@@ -12,8 +15,6 @@ DATA_HELP = ("dataset: 'av-digits' (embedded), a prepared .safetensors file (mem
 
 def device_option(text: str) -> str:
     """argparse type of --device: a device torch knows and this machine has, checked before any work."""
-    import torch
-
     try:
         device = torch.device(text)
     except (RuntimeError, ValueError) as exc:
@@ -31,8 +32,6 @@ def load_data(source: str, verify: bool = True):
     Mapping costs nothing on a small file and never copies a large one: its pages are shared
     with the page cache (and between torchrun ranks), and only those a run touches are read.
     """
-    from avdistill.data import load_dataset
-
     return load_dataset(source, mmap=True, verify=verify)
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from avdistill.cli.common import DATA_HELP, OptionParser, add_run_options, add_verify_option
+from avdistill import distributed
+from avdistill.cli.common import DATA_HELP, OptionParser, add_run_options, add_verify_option, load_data
 from avdistill.config import add_config_options, config_overrides
+from avdistill.methods import METHODS, distill, get_method
+from avdistill.run_folder import RunFolder
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from avdistill.methods import METHODS
-
     methods = "; ".join(f"{name}: {spec.summary}" for name, spec in sorted(METHODS.items()))
     p = sub.add_parser("distill", help="distil a dataset into IPC synthetic pairs per class",
                        description="Distil a dataset. Method options: `avdistill distill --method NAME --help`.",
@@ -28,10 +28,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
-    from avdistill import distributed
-    from avdistill.cli.common import load_data
-    from avdistill.methods import SYNTHETIC_FILE, distill, get_method
-
     spec = get_method(args.method)
     if args.help:  # show the generic options and the chosen method's own
         add_config_options(parser, spec.config_class, f"{args.method} options")
@@ -44,4 +40,4 @@ def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
     syn = distill(dataset, args.method, args.ipc, args.seed, args.out, args.device, not args.quiet, **options)
     if distributed.rank() == 0:  # under torchrun, once
         print(f"{args.method}: {len(syn.labels)} pairs ({syn.ipc} per class) in {syn.meta['wall_seconds']:.1f} s "
-              f"-> {Path(args.out) / SYNTHETIC_FILE}")
+              f"-> {RunFolder(args.out).synthetic}")

@@ -7,6 +7,10 @@ import shlex
 import sys
 
 from avdistill.cli.common import add_verify_option
+from avdistill.data.ingest.hf import require_datasets
+from avdistill.reporting.card import find_evaluation
+from avdistill.reporting.export import export_hf
+from avdistill.synthetic import load_synthetic
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -33,11 +37,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> None:
-    from avdistill.reporting.card import find_evaluation
-    from avdistill.data.ingest.hf import require_datasets
-    from avdistill.reporting.export import export_hf
-    from avdistill.synthetic import load_synthetic
-
     require_datasets()
     syn = load_synthetic(args.synthetic, verify=args.verify)
     evaluation = find_evaluation(args.synthetic, (syn.meta.get("source") or {}).get("sha256"), args.eval)

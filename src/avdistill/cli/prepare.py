@@ -11,7 +11,14 @@ import argparse
 import os
 from pathlib import Path
 
+from avdistill.data import load_avdd, save_dataset
+from avdistill.data.ingest import DecodeParams, prepare_clips
+from avdistill.data.ingest.hf import Columns, prepare_hf
+from avdistill.data.ingest.prepare import manifest_path_for
+from avdistill.data.ingest.sources import (AVE_PATTERN, CSV_PATTERN, VIDEO_EXTENSIONS, ave_clips, csv_clips,
+                                           folder_clips)
 from avdistill.errors import ConfigError
+from avdistill.files import check_output_file
 
 
 def _frame_size(text: str) -> tuple[int, int]:
@@ -26,8 +33,6 @@ def _frame_size(text: str) -> tuple[int, int]:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from avdistill.data.ingest.sources import VIDEO_EXTENSIONS
-
     p = sub.add_parser("prepare", help="make a prepared dataset from AVDD .pt files, video clips or a datasets dataset",
                        description="Make avdistill's pickle-free, memory-mappable .safetensors dataset from AVDD .pt "
                                    "tensors, or from video clips (one 1-s window per clip, every second of an AVE "
@@ -100,8 +105,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _video_clips(args):
-    from avdistill.data.ingest.sources import AVE_PATTERN, CSV_PATTERN, ave_clips, csv_clips, folder_clips
-
     if args.folder:
         extensions = tuple(e.strip() for e in args.extensions.split(",") if e.strip())
         return folder_clips(args.folder, args.offset, extensions)
@@ -113,9 +116,6 @@ def _video_clips(args):
 
 
 def run(args) -> None:
-    from avdistill.data import load_avdd, save_dataset
-    from avdistill.io import check_output_file
-
     check_output_file(args.out)
 
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
@@ -130,20 +130,14 @@ def run(args) -> None:
         dataset = load_avdd(args.train, args.test, classes=classes, name=args.name)
         save_dataset(dataset, args.out)
     else:
-        from avdistill.data.ingest import DecodeParams, prepare_clips
-        from avdistill.data.ingest.prepare import manifest_path_for
-
         if args.test:
             raise ConfigError(f"unexpected positional argument {args.test!r} with a video source")
         params = DecodeParams(sample_rate=args.sample_rate, n_mels=args.n_mels, frame_size=args.frame_size,
                               grayscale=args.grayscale, frame_fps=args.frame_fps, frame_index=args.frame_index,
                               min_coverage=args.min_coverage)
         if args.hf:
-            from avdistill.data.ingest.hf import Columns, prepare_hf
-
             if args.frame_fps is not None:
                 raise ConfigError("--frame-fps/--frame-index pick a frame of a video; an --hf row holds one image")
-
             columns = Columns(audio=args.audio_column or "audio", image=args.image_column or "image",
                               label=args.label_column or "label", split=args.split_column)
             dataset = prepare_hf(args.hf, args.out, columns, params, classes=classes, name=args.name,
@@ -151,15 +145,12 @@ def run(args) -> None:
                                  normalization=args.normalization, min_per_class=args.min_per_class,
                                  chunk_size=args.chunk_size, workers=args.workers, restart=args.restart,
                                  progress=not args.quiet)
-            print(f"manifest: {manifest_path_for(Path(args.out))}")
-            print(dataset.describe())
-            print(f"wrote {args.out}")
-            return
-        clips, skips, source = _video_clips(args)
-        dataset = prepare_clips(clips, skips, source, args.out, params, classes=classes, name=args.name,
-                                test_fraction=args.test_fraction, seed=args.seed, workers=args.workers,
-                                normalization=args.normalization, min_per_class=args.min_per_class,
-                                restart=args.restart, progress=not args.quiet)
+        else:
+            clips, skips, source = _video_clips(args)
+            dataset = prepare_clips(clips, skips, source, args.out, params, classes=classes, name=args.name,
+                                    test_fraction=args.test_fraction, seed=args.seed, workers=args.workers,
+                                    normalization=args.normalization, min_per_class=args.min_per_class,
+                                    restart=args.restart, progress=not args.quiet)
         print(f"manifest: {manifest_path_for(Path(args.out))}")
     print(dataset.describe())
     print(f"wrote {args.out}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from avdistill.methods.base import RunContext, register_method
-from avdistill.methods.matching import ClassMeans, MeanMatchingConfig, mean_matching_loss, run_matching
+from avdistill.methods.matching import ClassMeans, MeanMatchingConfig, distill_class_means, mean_matching_loss
 
 
 @dataclass
@@ -35,6 +35,6 @@ def dm_loss(m: ClassMeans) -> dict:
 
 
 @register_method("dm", DMConfig, "Distribution Matching: per-class mean embeddings under random encoders",
-                 by_class=True)
+                 kind="synthesis", by_class=True)
 def distill_dm(dataset, ipc: int, cfg: DMConfig, run: RunContext):
-    return run_matching(dataset, ipc, cfg, run, dm_loss, "dm")
+    return distill_class_means(dataset, ipc, cfg, run, dm_loss, "dm")

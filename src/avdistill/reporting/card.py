@@ -13,7 +13,13 @@ import json
 import shlex
 from pathlib import Path
 
+from tabulate import tabulate
+
+from avdistill.config import flat_fields
 from avdistill.data.embedded import embedded_path
+from avdistill.data.storage import read_header
+from avdistill.errors import AVDistillError
+from avdistill.methods import METHODS
 from avdistill.reporting.tables import cell
 
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
@@ -39,17 +45,30 @@ def find_evaluation(synthetic: str | Path, source_sha256: str | None, explicit: 
             continue
         if source_sha256 and record.get("dataset_sha256") != source_sha256:
             continue
-        rows = [r for r in record["results"] if isinstance(r, dict) and r.get("kind") == "accuracy"
-                and r.get("synthetic") and _same_file(r["synthetic"], synthetic, path.parent)]
+        rows = [r for r in _accuracy_records(record["results"])
+                if _same_file(r.pop("synthetic"), synthetic, path.parent)]
         if rows:
             return {"file": path.name, "dataset": record.get("dataset"), "on": record.get("on", "test"),
-                    "eval_config": record.get("eval_config"),
-                    "rows": [{k: r.get(k) for k in ("head", "arch", "accuracies")} for r in rows]}
+                    "eval_config": record.get("eval_config"), "rows": rows}
     return None
 
 
-def _same_file(recorded: str, synthetic: Path, folder: Path) -> bool:
+def _accuracy_records(results: list) -> list[dict]:
+    """{synthetic, head, encoder, accuracies} of each accuracy record (its settings hold what was evaluated)."""
+    records = []
+    for r in results:
+        if isinstance(r, dict) and isinstance(r.get("accuracies"), list) and r["accuracies"]:
+            settings = r.get("settings") if isinstance(r.get("settings"), dict) else r  # files older than the grid
+            encoder = (settings.get("eval") or {}).get("encoder") if isinstance(settings.get("eval"), dict) else None
+            records.append({"synthetic": settings.get("synthetic"), "head": settings.get("head"),
+                            "encoder": encoder or settings.get("arch"), "accuracies": r["accuracies"]})
+    return records
+
+
+def _same_file(recorded: str | None, synthetic: Path, folder: Path) -> bool:
     """A recorded path (relative to where evaluate ran, unknown here) names `synthetic`."""
+    if not isinstance(recorded, str):
+        return False
     path = Path(recorded)
     if path.is_absolute():
         return path.resolve() == synthetic
@@ -58,8 +77,6 @@ def _same_file(recorded: str, synthetic: Path, folder: Path) -> bool:
 
 def distill_command(meta: dict) -> str | None:
     """The ``avdistill distill`` command that makes this set again, from its metadata."""
-    from avdistill.methods import METHODS
-
     spec = METHODS.get(meta.get("method"))
     if spec is None or "ipc" not in meta:
         return None
@@ -73,11 +90,11 @@ def distill_command(meta: dict) -> str | None:
     if meta.get("device", "cpu") != "cpu":
         words += ["--device", str(meta["device"])]
     config = meta.get("config") or {}
-    for f in dataclasses.fields(spec.config_class):
-        if f.name in config and config[f.name] != _json_default(f):
-            value = config[f.name]
+    for name, (f, _) in flat_fields(spec.config_class).items():
+        if name in config and config[name] != _json_default(f):
+            value = config[name]
             value = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-            words += [f"--{f.name.replace('_', '-')}", value]
+            words += [f"--{name.replace('_', '-')}", value]
     command = " ".join(shlex.quote(w) for w in words)
     processes = meta.get("world_size", 1)
     return command if processes == 1 else command.replace(
@@ -91,9 +108,6 @@ def _json_default(f: dataclasses.Field):
 
 def _source_licence(meta: dict) -> str | None:
     """The licence text the source dataset's file records, if it can still be read."""
-    from avdistill.data.storage import read_header
-    from avdistill.errors import AVDistillError
-
     path = (meta.get("source") or {}).get("path")
     if not path or not Path(path).is_file() or not str(path).endswith(".safetensors"):
         return None
@@ -133,7 +147,7 @@ def dataset_card(syn, dataset, record: dict, license: str | None = None) -> str:
                                 "what networks train on"),
                 ("label", f"the class, one of {len(syn.classes)}: {', '.join(syn.classes)}")]
     rows_are = (f"stored pairs, each a {syn.factor}x{syn.factor} grid of cells (IDM factor {syn.factor}; "
-                f"`avdistill.methods.factor.expand` cuts each cell out and upsamples it, bilinear, to a full-size "
+                f"`avdistill.factor.expand` cuts each cell out and upsamples it, bilinear, to a full-size "
                 f"training pair), so there is no audio column" if packed else
                 "training pairs" + (f" ({syn.factor}² cells of each stored pair upsampled to full size, "
                                     f"IDM factor {syn.factor})" if syn.factor > 1 else ""))
@@ -185,8 +199,7 @@ def _accuracy(evaluation: dict | None, syn) -> str:
         return ("No evaluation was found next to the set. `avdistill evaluate SET --json SET_FOLDER/eval.json` "
                 "before exporting puts its accuracy here.")
     config = evaluation.get("eval_config") or {}
-    rows = [(r.get("head"), r.get("arch"), cell(r["accuracies"], count=True)) for r in evaluation["rows"]
-            if isinstance(r.get("accuracies"), list) and r["accuracies"]]
+    rows = [(r["head"], r["encoder"], cell(r["accuracies"], count=True)) for r in evaluation["rows"]]
     protocol = ", ".join(f"{k} {config[k]}" for k in ("epochs", "steps", "lr", "batch_size") if k in config)
     return (f"Top-1 accuracy (%) on the real {evaluation.get('on', 'test')} split of {evaluation.get('dataset')}, networks trained from scratch "
             f"on this set (AVDD protocol{': ' + protocol if protocol else ''}), mean ± std over runs, from "
@@ -194,6 +207,4 @@ def _accuracy(evaluation: dict | None, syn) -> str:
 
 
 def _table(headers: list[str], rows) -> str:
-    from tabulate import tabulate
-
     return tabulate([[str(v) for v in r] for r in rows], headers=headers, tablefmt="github")

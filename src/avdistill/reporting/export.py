@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from avdistill.data.ingest.hf import require_datasets
 from avdistill.errors import ConfigError
-from avdistill.io import versions, write_json
+from avdistill.files import versions, write_json
 from avdistill.reporting.card import dataset_card
 from avdistill.reporting.pictures import frames_as_images
 from avdistill.reporting.sound import spectrogram_to_wave, wav_bytes
@@ -58,7 +58,7 @@ def export_rows(syn: SyntheticSet, packed: bool = False) -> tuple[np.ndarray, to
 
 
 def _png(pixels: np.ndarray) -> bytes:
-    from PIL import Image
+    from PIL import Image  # Pillow: the optional extra hf
 
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
@@ -72,7 +72,7 @@ def make_dataset(columns: dict, features: dict, description: str = ""):
     torchcodec even for ready-made bytes; every other column goes through `datasets` as usual.
     """
     datasets = require_datasets()
-    import pyarrow as pa
+    import pyarrow as pa  # comes with datasets
 
     audio = {name: f for name, f in features.items() if isinstance(f, datasets.Audio)}
     rest = {name: f for name, f in features.items() if name not in audio}
@@ -161,8 +161,8 @@ def export_hf(syn: SyntheticSet, out: str | os.PathLike, packed: bool = False, g
 
 
 def _hf_versions() -> dict[str, str]:
-    import datasets
-    import pyarrow
+    import datasets  # the optional extra hf
+    import pyarrow  # comes with datasets
 
     return {"datasets": datasets.__version__, "pyarrow": pyarrow.__version__}
 
@@ -173,7 +173,7 @@ def _quiet(enabled: bool):
     if not enabled:
         yield
         return
-    from datasets.utils import disable_progress_bars, enable_progress_bars, are_progress_bars_disabled
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars  # extra hf
 
     was = are_progress_bars_disabled()
     disable_progress_bars()

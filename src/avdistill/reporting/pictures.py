@@ -6,20 +6,23 @@ preprocessing stored in the set, so what you see is what the encoders were shown
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from avdistill.io import atomic_path
+from avdistill.files import atomic_path
+from avdistill.models import get_encoders
+from avdistill.seeding import generator
 from avdistill.synthetic import SyntheticSet
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # heavy (about a second): imported when a picture is drawn, not by every command
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the Agg backend
 
     return plt
 
@@ -85,7 +88,7 @@ def frame_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per_class
 
 def spectrogram_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per_class: int = 3) -> Path:
     """Log-mel spectrograms with time (s) and frequency (Hz, mel-spaced) axes; rows = classes."""
-    import librosa
+    import librosa  # heavy (numba, scipy): imported when a spectrogram is drawn, not by every command
 
     plt = _pyplot()
     syn0 = sets[0][1]
@@ -130,8 +133,6 @@ def loss_curves(log_path: str | Path, path: str | Path, title: str = "distillati
     Each iteration draws fresh random encoders, so the raw curve is noisy: it is drawn faint,
     with a moving average (window: a tenth of the run) on top.
     """
-    import json
-
     plt = _pyplot()
     records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
     iterations = np.array([r["iteration"] for r in records])
@@ -161,9 +162,6 @@ def embedding_plot(dataset, syn: SyntheticSet, path: str | Path, encoder: str = 
     means (circle: real, cross: synthetic): a cross on its circle is what distribution matching
     aims for. The projection is fit on the real points only.
     """
-    from avdistill.models import get_encoders
-    from avdistill.seeding import generator
-
     plt = _pyplot()
     prep = dataset.preprocessing
     f_audio, f_visual = get_encoders(encoder, prep.audio_shape, prep.frame_shape, seed)

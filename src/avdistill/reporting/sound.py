@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from avdistill.data.audio import MelParams, mel_filterbank
-from avdistill.io import atomic_path
+from avdistill.files import atomic_path
 
 
 def spectrogram_to_wave(db: torch.Tensor, mel: MelParams, n_iter: int = 32) -> np.ndarray:
     """Log-mel dB [F, T] -> float waveform of ``mel.clip_samples`` samples, peak-normalised to 0.9."""
-    import librosa
-    from threadpoolctl import threadpool_limits
+    import librosa  # heavy (numba, scipy): imported when a sound is made, not by every command
 
     power = np.power(10.0, db.double().numpy() / 10.0)
     with threadpool_limits(1):  # products of a few hundred rows: BLAS threads cost more than they save (8x here)

@@ -101,7 +101,7 @@ def frame_pixels(frame, params: DecodeParams) -> torch.Tensor:
 def decode_windows(path: str | Path, offsets: tuple[float, ...],
                    params: DecodeParams) -> list[tuple[torch.Tensor, torch.Tensor] | str]:
     """For each offset: (log-mel dB [1, n_mels, T] float32, frame uint8 [C, H, W]), or why it was skipped."""
-    import av
+    import av  # FFmpeg bindings, heavy: imported in the decoding processes, not by every command
 
     try:
         if Path(path).stat().st_size == 0:

@@ -42,13 +42,13 @@ from tqdm.auto import tqdm
 from avdistill.data.audio import mel_filterbank
 from avdistill.data.dataset import AVDataset, Preprocessing
 from avdistill.data.ingest.decode import DecodeParams, MediaError, frame_pixels, window_log_mel
-from avdistill.data.ingest.prepare import (MANIFEST_FORMAT, NORMALIZATIONS, _count_table, _normalization,
-                                           _open_work_dir, _skip_table, _worker_init, manifest_path_for,
-                                           work_dir_for)
+from avdistill.data.ingest.prepare import (MANIFEST_FORMAT, NORMALIZATIONS, count_table, manifest_path_for,
+                                           normalization_stats, open_work_dir, skip_table, work_dir_for,
+                                           worker_init)
 from avdistill.data.ingest.sources import SPLITS, Clip, Skip, assign_splits
-from avdistill.data.storage import TensorStream, save_dataset_streamed
+from avdistill.data.storage import TensorStream, load_prepared, save_dataset_streamed
 from avdistill.errors import AVDistillError, ConfigError, DataError
-from avdistill.io import atomic_path, versions, write_json
+from avdistill.files import atomic_path, versions, write_json
 
 SPLIT_NAMES = {"train": "train", "test": "test", "validation": "val", "valid": "val", "val": "val", "dev": "val"}
 UNSPLIT = -1  # split code of a row whose split the seeded draw decides
@@ -65,7 +65,7 @@ class Columns:
 def require_datasets():
     """The `datasets` module, or a ConfigError saying how to install it (it is the optional extra `hf`)."""
     try:
-        import datasets
+        import datasets  # the optional extra hf: pyarrow, pandas, huggingface-hub
     except ImportError:
         raise ConfigError("Hugging Face export/import needs the `datasets` package: "
                           "pip install 'avdistill[hf]'") from None
@@ -162,7 +162,7 @@ def find_classes(path: Path, parts, columns: Columns) -> list[str]:
 
 def decode_audio(cell, base: Path, offset: float, params: DecodeParams) -> torch.Tensor | str:
     """Log-mel dB [1, F, T] of the 1-s window at `offset` of an Audio cell ({bytes, path}), or why not."""
-    import av
+    import av  # FFmpeg bindings, heavy: imported where media are decoded
 
     if not cell or (cell.get("bytes") is None and not cell.get("path")):
         return "missing audio"
@@ -197,7 +197,7 @@ def decode_audio(cell, base: Path, offset: float, params: DecodeParams) -> torch
 
 def decode_image(cell, base: Path, params: DecodeParams) -> torch.Tensor | str:
     """uint8 [C, H, W] at ``params.frame_size`` of an Image cell ({bytes, path}) or an H x W [x C] array, or why not."""
-    import av
+    import av  # FFmpeg bindings, heavy: imported where media are decoded
 
     if cell is None:
         return "missing image"
@@ -205,7 +205,7 @@ def decode_image(cell, base: Path, params: DecodeParams) -> torch.Tensor | str:
         if isinstance(cell, dict):
             if cell.get("bytes") is None and not cell.get("path"):
                 return "missing image"
-            from PIL import Image, UnidentifiedImageError
+            from PIL import Image, UnidentifiedImageError  # Pillow: the optional extra hf
 
             source = io.BytesIO(cell["bytes"]) if cell.get("bytes") is not None else _resolve(cell["path"], base)
             try:
@@ -320,7 +320,7 @@ def prepare_hf(source: str | os.PathLike, out: str | os.PathLike, columns: Colum
         _label_names(features[columns.split]) if columns.split else None)
     base = path if path.is_dir() else path.parent
     work = work_dir_for(out)
-    _open_work_dir(work, params, restart)
+    open_work_dir(work, params, restart)
     key = _chunk_key(path, parts, columns, classes, offset, chunk_size)
 
     results: list[Path] = []
@@ -328,7 +328,7 @@ def prepare_hf(source: str | os.PathLike, out: str | os.PathLike, columns: Colum
     if workers > 1:  # forked before the progress bar starts its monitor thread
         mel_filterbank(params.mel)  # cached before forking, so workers start at once
         context = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(os.getpid(),))
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=worker_init, initargs=(os.getpid(),))
     bar = tqdm(desc="rows", unit="row", disable=not progress, dynamic_ncols=True)
     running: dict = {}  # future -> rows; at most 2 chunks per worker in memory
 
@@ -400,9 +400,9 @@ def _assemble(path, out, work, results, columns, params, classes, name, offset, 
     split_of = list(torch.split(splits_all, sizes))
     counts = {s: {c: int(((splits_all == k) & (labels_all == i)).sum()) for i, c in enumerate(classes)}
               for k, s in enumerate(SPLITS)}
-    print(_count_table(counts, classes, min_per_class))
+    print(count_table(counts, classes, min_per_class))
     if skipped:
-        print(f"\nskipped {len(skipped)} row{'' if len(skipped) == 1 else 's'}:\n{_skip_table(skipped)}")
+        print(f"\nskipped {len(skipped)} row{'' if len(skipped) == 1 else 's'}:\n{skip_table(skipped)}")
     short = [c for c in classes if counts["train"][c] < min_per_class]
     if short:
         detail = ", ".join(f"{c!r} ({counts['train'][c]})" for c in short)
@@ -424,7 +424,7 @@ def _assemble(path, out, work, results, columns, params, classes, name, offset, 
 
     tensors = {f"{s}.{key}": TensorStream(dtypes[key], (totals[s], *shapes.get(key, ())), stream(k, key))
                for k, s in enumerate(SPLITS) for key in ("audio", "frames", "labels")}
-    stats = _normalization(normalization, None, channels) if normalization == "avdd" else \
+    stats = normalization_stats(normalization, None, channels) if normalization == "avdd" else \
         _train_statistics(results, split_of, channels)
     source = {"kind": "hf", "path": str(path), "splits": [n for n, _ in parts if n] or None,
               "columns": {k: v for k, v in columns.__dict__.items() if v}, "offset": offset, "chunk_size": chunk_size,
@@ -443,8 +443,6 @@ def _assemble(path, out, work, results, columns, params, classes, name, offset, 
     save_dataset_streamed(out, name or out.stem, classes, prep, info, tensors)
     write_json(manifest_path_for(out), manifest)
     shutil.rmtree(work)
-    from avdistill.data.storage import load_prepared
-
     return load_prepared(out, mmap=True, verify=False)
 
 
