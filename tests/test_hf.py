@@ -374,7 +374,8 @@ def test_frames_as_uint8_arrays_prepare_like_images(tmp_path):
     image_version = _hf_dataset(rows, ["low", "high"], 8000)
     array_version = make_dataset({"audio": image_version.data.table.column("audio").to_pylist(),
                                   "frame": np.stack([p for _, _, p in rows]), "label": [0, 0, 1, 1]},
-                                 {"audio": datasets.Audio(), "frame": datasets.Array3D(shape=(20, 24, 3), dtype="uint8"),
+                                 {"audio": datasets.Audio(),
+                                  "frame": datasets.Array3D(shape=(20, 24, 3), dtype="uint8"),
                                   "label": datasets.ClassLabel(names=["low", "high"])})
     image_version.save_to_disk(str(tmp_path / "images"))
     array_version.save_to_disk(str(tmp_path / "arrays"))

@@ -33,12 +33,14 @@ def _frame_size(text: str) -> tuple[int, int]:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("prepare", help="make a prepared dataset from AVDD .pt files, video clips or a datasets dataset",
+    p = sub.add_parser("prepare",
+                       help="make a prepared dataset from AVDD .pt files, video clips or a datasets dataset",
                        description="Make avdistill's pickle-free, memory-mappable .safetensors dataset from AVDD .pt "
                                    "tensors, or from video clips (one 1-s window per clip, every second of an AVE "
-                                   "event): a folder tree, a VGGSound-style CSV, or AVE annotations; or from a local Hugging Face "
-                                   "datasets dataset's audio and image columns (--hf). Video and --hf inputs also "
-                                   "write <out stem>.manifest.json (source, parameters, counts, skipped clips).")
+                                   "event): a folder tree, a VGGSound-style CSV, or AVE annotations; or from a local "
+                                   "Hugging Face datasets dataset's audio and image columns (--hf). Video and --hf "
+                                   "inputs also write <out stem>.manifest.json (source, parameters, counts, skipped "
+                                   "clips).")
     p.add_argument("train", nargs="?", help="AVDD .pt with the *_train keys (and possibly the *_test keys)")
     p.add_argument("test", nargs="?", help="AVDD .pt with the *_test keys, if they live in a separate file")
     p.add_argument("--out", required=True, help="output .safetensors path")

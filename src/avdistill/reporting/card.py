@@ -29,7 +29,8 @@ def size_category(rows: int) -> str:
     return next((name for limit, name in SIZE_CATEGORIES if rows < limit), "n>1M")
 
 
-def find_evaluation(synthetic: str | Path, source_sha256: str | None, explicit: str | Path | None = None) -> dict | None:
+def find_evaluation(synthetic: str | Path, source_sha256: str | None,
+                    explicit: str | Path | None = None) -> dict | None:
     """The accuracies an ``avdistill evaluate --json`` file next to the set (or `explicit`) holds for it.
 
     Only records of this very file, evaluated on the set's own source dataset (same sha256), count.
@@ -201,8 +202,8 @@ def _accuracy(evaluation: dict | None, syn) -> str:
     config = evaluation.get("eval_config") or {}
     rows = [(r["head"], r["encoder"], cell(r["accuracies"], count=True)) for r in evaluation["rows"]]
     protocol = ", ".join(f"{k} {config[k]}" for k in ("epochs", "steps", "lr", "batch_size") if k in config)
-    return (f"Top-1 accuracy (%) on the real {evaluation.get('on', 'test')} split of {evaluation.get('dataset')}, networks trained from scratch "
-            f"on this set (AVDD protocol{': ' + protocol if protocol else ''}), mean ± std over runs, from "
+    return (f"Top-1 accuracy (%) on the real {evaluation.get('on', 'test')} split of {evaluation.get('dataset')}, "
+            f"networks trained from scratch on this set (AVDD protocol{': ' + protocol if protocol else ''}), mean ± std over runs, from "
             f"`{evaluation['file']}`:\n\n" + _table(["head", "encoder", "accuracy"], rows))
 
 

@@ -76,7 +76,8 @@ def make_dataset(columns: dict, features: dict, description: str = ""):
 
     audio = {name: f for name, f in features.items() if isinstance(f, datasets.Audio)}
     rest = {name: f for name, f in features.items() if name not in audio}
-    table = datasets.Dataset.from_dict({name: columns[name] for name in rest}, features=datasets.Features(rest)).data.table
+    table = datasets.Dataset.from_dict({name: columns[name] for name in rest},
+                                       features=datasets.Features(rest)).data.table
     for name, feature in audio.items():
         table = table.add_column(list(features).index(name), name, pa.array(columns[name], type=feature.pa_type))
     info = datasets.DatasetInfo(features=datasets.Features(features), description=description)

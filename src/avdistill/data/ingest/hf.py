@@ -407,7 +407,8 @@ def _assemble(path, out, work, results, columns, params, classes, name, offset, 
     if short:
         detail = ", ".join(f"{c!r} ({counts['train'][c]})" for c in short)
         raise DataError(out, f"too few usable train samples (need {min_per_class}) in classes {detail}; fix or drop "
-                             f"them (--classes) or lower --min-per-class; decoded rows are kept in {work} for the rerun")
+                             f"them (--classes) or lower --min-per-class; decoded rows are kept in {work} for the "
+                             "rerun")
     totals = {s: int((splits_all == k).sum()) for k, s in enumerate(SPLITS)}
     if totals["test"] == 0:
         raise DataError(out, "the test split is empty: give test rows or a --test-fraction above 0")
