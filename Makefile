@@ -24,8 +24,8 @@ demo: setup
 # The committed report (docs/report/): a reduced budget (40 DM/AVDD iterations, 32 real pairs per class,
 # 1 set x 2 runs per cell); the cache under runs/bench-report makes a rerun continue where it stopped.
 BENCH_REPORT := bench --data av-digits --methods random,herding,dm,avdd --ipc 1,10 --heads a,v,ensemble \
-	--sets 1 --runs 2 --ablations avdd --retrieval --set dm.iterations=40 --set dm.real_per_class=32 \
-	--set avdd.iterations=40 --set avdd.real_per_class=32 --out runs/bench-report --report docs/report
+	--sets 1 --runs 2 --ablations avdd --retrieval --method-option dm.iterations=40 --method-option dm.real_per_class=32 \
+	--method-option avdd.iterations=40 --method-option avdd.real_per_class=32 --out runs/bench-report --report docs/report
 
 bench: setup
 	$(PY) benchmarks/perf.py

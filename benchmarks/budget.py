@@ -25,7 +25,7 @@ import torch
 from avdistill.config import parse_ints
 from avdistill.data import load_dataset
 from avdistill.evaluation import evaluate
-from avdistill.io import versions, write_json
+from avdistill.files import versions, write_json
 from avdistill.methods import distill, get_method
 from avdistill.methods.base import make_config
 from avdistill.methods.budgets import budget_options
@@ -60,7 +60,7 @@ def main() -> None:
         print(f"{done:>6} iterations  {elapsed:7.1f} s  val {result}", flush=True)
         evaluating[0] += time.perf_counter() - now
 
-    options = {**budget_options(spec.config_class, "cpu"), "iterations": points[-1]}  # the CPU budget's batch sizes
+    options = {**budget_options(spec, "cpu"), "iterations": points[-1]}  # the CPU budget's batch sizes
     factor = getattr(make_config(spec, options), "factor", 1)
 
     def check(done: int, audio: torch.Tensor, frames: torch.Tensor) -> None:

@@ -31,7 +31,7 @@ from avdistill.data.embedded import embedded_path, with_speaker_validation
 from avdistill.data.hard import Degradation, degrade_dataset
 from avdistill.data.storage import dataset_digest, load_prepared
 from avdistill.evaluation import EvalConfig, evaluate, evaluate_whole_data
-from avdistill.io import versions
+from avdistill.files import versions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docsection import write_section  # noqa: E402

@@ -19,7 +19,7 @@ import torch
 from avdistill.data.audio import MelParams
 from avdistill.data.dataset import AVDataset, AVSplit, Preprocessing
 from avdistill.data.storage import load_prepared, save_dataset
-from avdistill.io import sha256_file
+from avdistill.files import sha256_file
 
 
 def random_split(n: int, g: torch.Generator) -> AVSplit:

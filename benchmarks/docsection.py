@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from avdistill.io import atomic_path  # noqa: E402
+from avdistill.files import atomic_path  # noqa: E402
 
 
 def write_section(path: str | Path, name: str, text: str) -> None:

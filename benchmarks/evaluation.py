@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 
 import avdistill
-from avdistill.evaluation import EvalConfig, RetrievalResult, evaluate, evaluate_whole_data, retrieval
-from avdistill.io import atomic_path, versions, write_json
+from avdistill.evaluation import (EvalConfig, RetrievalResult, evaluate, evaluate_retrieval,
+                                  evaluate_whole_data)
+from avdistill.files import atomic_path, versions, write_json
 from avdistill.models.heads import HEAD_NAMES, HEADS
 from avdistill.reporting.tables import accuracy_table, retrieval_table
 
@@ -62,7 +63,7 @@ def run_cell(cell: tuple, dataset, sets_dir: Path, seed: int) -> dict:
     syn = None if name == "whole" else synthetic_set(sets_dir, name, seed)
     start = time.perf_counter()
     if kind == "retrieval":
-        result = retrieval(syn, dataset, runs, seed, EvalConfig(encoder=arch))
+        result = evaluate_retrieval(syn, dataset, runs, seed, EvalConfig(encoder=arch))
         numbers = {"runs": result.runs}
     else:
         cfg = replace(EvalConfig(), head=head, encoder=arch)

@@ -51,7 +51,7 @@ def embedding_variants(real_per_class: int, repeats: int) -> tuple[int, dict[str
     from avdistill.augment import DSA
     from avdistill.data import load_dataset
     from avdistill.methods.matching import RealSampler
-    from avdistill.methods.realstats import CPU_CHUNK, encode
+    from avdistill.methods.real_means import CPU_CHUNK, encode
     from avdistill.models import get_encoders
 
     dataset = load_dataset("av-digits")
@@ -105,10 +105,10 @@ def iteration_parts(real_per_class: int, repeats: int) -> dict[str, float]:
     from avdistill.augment import DSA
     from avdistill.data import load_dataset
     from avdistill.methods.avdd import avdd_loss
-    from avdistill.methods.factor import expand, expand_labels
-    from avdistill.methods.init import initial_synthetic
+    from avdistill.factor import expand, expand_labels
+    from avdistill.methods.initial_set import initial_synthetic
     from avdistill.methods.matching import ClassMeans, RealSampler, class_means
-    from avdistill.methods.realstats import CPU_CHUNK, encode
+    from avdistill.methods.real_means import CPU_CHUNK, encode
     from avdistill.models import get_encoders
 
     dataset = load_dataset("av-digits")
@@ -183,7 +183,7 @@ def main() -> None:
             lines.append(f"| {name} | {1000 * seconds:.0f} | {flops / seconds / 1e9:.1f} | "
                          f"{100 * flops / seconds / peak:.0f}% | {base / seconds:.2f}x |")
         lines.append("")
-    from avdistill.methods.realstats import CPU_CHUNK
+    from avdistill.methods.real_means import CPU_CHUNK
 
     total = sum(whole for whole, _ in parts.values())
     lines += ["Where one AVDD iteration goes (IPC 10, IDM factor 2, one thread, best of "

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from media import write_clip, write_not_media, write_truncated  # noqa: E402
 
 from avdistill.data.ingest import DecodeParams, decode_windows, folder_clips, prepare_clips  # noqa: E402
-from avdistill.io import versions, write_json  # noqa: E402
+from avdistill.files import versions, write_json  # noqa: E402
 
 BROKEN = {  # file -> how it is broken
     "c0/truncated.mp4": "first 40% of the bytes of a good clip",

@@ -23,13 +23,14 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from tabulate import tabulate
 
 import avdistill
 from avdistill.evaluation import evaluate
-from avdistill.io import versions, write_json
+from avdistill.files import versions, write_json
 from avdistill.methods import get_method
-from avdistill.methods.features import train_features
+from avdistill.methods.coreset import train_features
 
 NO_CROSS = {"lam_jm": 0.0, "lam_mgm": 0.0}
 COMPARISON = {
@@ -133,7 +134,7 @@ def precompute_features(data, args, out: Path) -> None:
 
 
 def precompute_banks(data, selected, args) -> None:
-    """Train each DAVDD bank the selected jobs use before any timed job (its seconds go to its bank.json)."""
+    """Train each DAVDD bank the selected jobs use before any timed job (its training figures go to its cache entries' headers)."""
     from avdistill.methods import get_method, make_config
     from avdistill.methods.davdd import prepare_bank
 
@@ -141,6 +142,18 @@ def precompute_banks(data, selected, args) -> None:
         if method == "davdd":
             prepare_bank(data, make_config(get_method("davdd"), method_options(method, options, args)),
                          progress=args.progress)
+
+
+def bank_info(folder: Path) -> dict:
+    """A cached DAVDD bank's config and training seconds, from its entries' headers."""
+    config, seconds = {}, 0.0
+    for path in sorted(folder.glob("entry*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+        config = json.loads(meta["identity"])["config"]
+        info = json.loads(meta["info"])
+        seconds += info["encoder_seconds"] + info["decoupler_seconds"]
+    return {"config": config, "seconds": seconds}
 
 
 def report(args, out: Path) -> str:
@@ -166,11 +179,11 @@ def report(args, out: Path) -> str:
         for ipc in args.ipcs:
             headers += [f"IPC {ipc} acc % (sets×runs)", f"IPC {ipc} s/set", f"IPC {ipc} peak MiB"]
         lines += [f"### {title}", "", tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
-    banks = sorted(out.glob("davdd-banks/*/bank.json"))
+    banks = sorted(p for p in out.glob("davdd-banks/*") if p.is_dir())
     if banks:
-        infos = [json.loads(p.read_text()) for p in banks]
+        infos = [bank_info(p) for p in banks]
         lines.append("DAVDD banks (trained once, cached, not included in the s/set column): " + "; ".join(
-            f"{i['config']['kind']}/{i['config']['decoupler']} {i['seconds']:.0f} s" for i in infos) + ".")
+            f"{i['config']['bank']}/{i['config']['decoupler']} {i['seconds']:.0f} s" for i in infos) + ".")
     features = sorted(out.glob("features/seed*.json"))
     if features:
         secs = [json.loads(p.read_text())["seconds"] for p in features]

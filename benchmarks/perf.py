@@ -60,7 +60,7 @@ def measure_reference(ipc: int, iterations: int, real_per_class: int) -> dict:
 
     from avdistill.augment import DSA
     from avdistill.data import load_dataset
-    from avdistill.methods.init import initial_synthetic
+    from avdistill.methods.initial_set import initial_synthetic
     from avdistill.models import get_encoders
 
     dataset = load_dataset("av-digits")

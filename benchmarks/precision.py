@@ -28,7 +28,7 @@ def gradients(precision: str, ipc: int, real_per_class: int, draws: int, device:
     from avdistill.data import load_dataset
     from avdistill.methods.avdd import avdd_loss
     from avdistill.methods.base import RunContext, get_method, make_config
-    from avdistill.methods.init import initial_synthetic
+    from avdistill.methods.initial_set import initial_synthetic
     from avdistill.methods.matching import MeanMatcher
 
     dataset = load_dataset("av-digits")

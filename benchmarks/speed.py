@@ -74,9 +74,9 @@ def run_arm(name: str, out: Path) -> None:
         arm = {**arm, "options": {**arm["options"], "real_cache": str(cache)}}
         avdistill.distill(dataset, "avdd", ipc=arm["warm_ipc"], seed=0, progress=False,
                           **{**arm["options"], "iterations": max(arm["snapshots"])})
-        from avdistill.methods import features
+        from avdistill.cache import forget_memory
 
-        features._CACHE.clear()  # the timed run trains its herding features itself, as every other arm does
+        forget_memory()  # the timed run trains its herding features itself, as every other arm does
     snapshots: dict[str, torch.Tensor] = {}
     times: dict[int, float] = {}
     load_start = os.getloadavg()
@@ -93,7 +93,7 @@ def run_arm(name: str, out: Path) -> None:
     snapshots["labels"] = labels
     out.mkdir(parents=True, exist_ok=True)
     save_file(snapshots, str(out / f"{name}.safetensors"))
-    from avdistill.io import versions, write_json
+    from avdistill.files import versions, write_json
     write_json(out / f"{name}.json", {"arm": arm, "ipc": IPC, "factor": factor, "seconds": times,
                                      "load_average_start": load_start, "load_average": os.getloadavg(),
                                      "versions": versions()})
@@ -104,14 +104,14 @@ def reference_loop(dataset, arm: dict, record):
     import torch
 
     from avdistill.augment import DSA
-    from avdistill.methods.factor import expand
-    from avdistill.methods.init import HerdingFeatures, initial_synthetic
+    from avdistill.factor import expand
+    from avdistill.methods.initial_set import initial_synthetic
     from avdistill.models import get_encoders
     from avdistill.seeding import derive_seed, generator
 
     factor, lam, real_per_class, seed = 2, 10.0, 128, 0
     prep = dataset.preprocessing
-    audio, frames, labels = initial_synthetic(dataset, IPC, "herding", seed, factor, HerdingFeatures())
+    audio, frames, labels = initial_synthetic(dataset, IPC, "herding", seed, factor)
     audio.requires_grad_(True), frames.requires_grad_(True)
     optimizer = torch.optim.SGD([audio, frames], lr=0.2, momentum=0.5)
     augment = DSA()
@@ -143,7 +143,7 @@ def avdistill_loop(dataset, arm: dict, record):
     """avdistill's AVDD through the shared matching loop, snapshotting before the chosen iterations."""
     from avdistill.methods.avdd import AVDDConfig, avdd_loss
     from avdistill.methods.base import RunContext, make_config, get_method
-    from avdistill.methods.matching import optimise_matching
+    from avdistill.methods.matching import distill_matching
 
     cfg: AVDDConfig = make_config(get_method("avdd"), {**arm["options"], "iterations": max(arm["snapshots"])})
     run = RunContext(seed=0, progress=False)
@@ -152,7 +152,7 @@ def avdistill_loop(dataset, arm: dict, record):
         record(iteration, audio, frames)
         return avdd_loss(matcher(iteration, audio, frames), cfg.lam_jm, cfg.lam_mgm)
 
-    audio, frames, labels = optimise_matching(dataset, IPC, cfg, run, step, "avdd")
+    audio, frames, labels = distill_matching(dataset, IPC, cfg, run, step, "avdd")
     record(cfg.iterations, audio, frames)
     return labels, cfg.factor
 
@@ -165,7 +165,7 @@ def evaluate_snapshots(out: Path, runs: int, arms: list[str]) -> None:
     torch.set_num_threads(1)
     from avdistill.data import load_dataset
     from avdistill.evaluation import evaluate
-    from avdistill.io import write_json
+    from avdistill.files import write_json
     from avdistill.synthetic import SyntheticSet
 
     dataset = load_dataset("av-digits")
@@ -324,7 +324,7 @@ def plot(results: dict, target: float, path: Path, first_pass: list[str]) -> Non
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    from avdistill.io import atomic_path
+    from avdistill.files import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from avdistill.data import load_dataset
 from avdistill.evaluation import evaluate
-from avdistill.io import versions, write_json
+from avdistill.files import versions, write_json
 from avdistill.methods import distill
 
 

@@ -53,14 +53,14 @@ def test_bench_grid_report_and_cache(tiny_dataset_file, tmp_path, capsys, monkey
     assert (out / "sets" / "dm-ipc2-set0" / "initial.safetensors").exists()
     assert "Before = the method's initialisation (init=real" in (out / "report.md").read_text()
     # A rerun evaluates and distils nothing.
-    import avdistill.bench as bench
+    import avdistill.grid.runner as runner
 
     def refuse(*a, **k):
         raise AssertionError("recomputed a cached cell")
 
-    monkeypatch.setattr(bench, "evaluate", refuse)
-    monkeypatch.setattr(bench, "distill", refuse)
-    monkeypatch.setattr(bench, "evaluate_whole_data", refuse)
+    monkeypatch.setattr(runner, "evaluate", refuse)
+    monkeypatch.setattr(runner, "distill", refuse)
+    monkeypatch.setattr(runner, "evaluate_whole_data", refuse)
     assert main(bench_args(data, out)) == 0
     # Changed evaluation settings are new cells.
     with pytest.raises(AssertionError, match="recomputed"):
@@ -68,7 +68,7 @@ def test_bench_grid_report_and_cache(tiny_dataset_file, tmp_path, capsys, monkey
 
 
 def test_bench_fusion_ablations_and_retrieval(tiny_dataset_file, tmp_path, capsys):
-    from avdistill.methods.avdd import AVDDConfig
+    from avdistill.methods.avdd import ABLATIONS
 
     out, report_dir = tmp_path / "cache", tmp_path / "report"
     args = ["bench", "--data", tiny_dataset_file.source_path, "--methods", "random", "--ipc", "1",
@@ -83,13 +83,13 @@ def test_bench_fusion_ablations_and_retrieval(tiny_dataset_file, tmp_path, capsy
     assert "| IPC 1 A " in report and "| IPC 1 V " in report
     for head in ("random / audio-only", "random / visual-only", "random / ensemble", "whole data / ensemble"):
         assert head in report
-    for row in AVDDConfig.ABLATIONS:
+    for row in ABLATIONS:
         assert re.search(rf"\| {re.escape(row)} +\| \d+\.\d\d ± \d+\.\d\d \(n=1\)", report), row
     assert re.search(r"\| random IPC 1 +\| [\d.]+ ± [\d.]+ +\|", report) and "| whole data " in report
     # Ablation rows are evaluated with the AV head only; the AVDD-defaults row is one cell like any other.
     cells = {p.name for p in (out / "cells").iterdir()}
     assert "avdd-ipc1-set0-ensemble.json" in cells and "avdd-ipc1-set0-a.json" not in cells
-    assert sum(name.startswith("avdd") for name in cells) == len(AVDDConfig.ABLATIONS)
+    assert sum(name.startswith("avdd") for name in cells) == len(ABLATIONS)
     assert not (out / "report.md").exists()  # the report went to --report, the cache stayed in --out
     rows = list(csv.DictReader((report_dir / "results.csv").open()))
     assert {r["metric"] for r in rows} >= {"top1", "a2v R@1", "v2a median_rank"}

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+import avdistill
 from avdistill.cli import main
 
 
@@ -59,3 +60,30 @@ def test_help_documents_every_option(args):
     assert "usage" in run.stdout
     if args[0] == "distill":
         assert "--real-per-class" in run.stdout and "(default: 64)" in run.stdout
+
+
+def test_renamed_options_keep_their_old_spelling_and_say_so(capsys):
+    """bench --method-option (was --set, beside --sets) and evaluate --encoders (was --arch, beside --encoder)."""
+    for command, new, old in (("bench", "--method-option", "--set"), ("evaluate", "--encoders", "--arch")):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        shown = " ".join(capsys.readouterr().out.split())
+        assert f"{new} METHOD.NAME=VALUE, {old} METHOD.NAME=VALUE" in shown if command == "bench" else \
+            f"{new} ENCODERS, {old} ENCODERS" in shown
+        assert f"{old} is the old spelling" in shown
+
+
+def test_nested_options_are_flat_on_the_command_line_and_in_the_metadata(tiny_dataset_file, tmp_path):
+    """DAVDD's bank, MTT's experts and herding init are nested configs; users and outputs see flat options."""
+    from avdistill.methods import get_method, make_config
+
+    cfg = make_config(get_method("davdd"), {"bank_size": 3, "herding_epochs": 2})
+    assert cfg.bank.bank_size == 3 and cfg.herding.herding_epochs == 2
+    syn = avdistill.distill(tiny_dataset_file, "herding", ipc=1, progress=False, feature_epochs=1,
+                            out=tmp_path / "h")
+    assert main(["distill", "--data", tiny_dataset_file.source_path, "--method", "dm", "--ipc", "1", "--out",
+                 str(tmp_path / "dm"), "--iterations", "1", "--real-per-class", "2", "--herding-epochs", "1",
+                 "--quiet"]) == 0
+    meta = json.loads((tmp_path / "dm" / "synthetic.json").read_text())["meta"]
+    assert meta["config"]["herding_epochs"] == 1 and "herding" not in meta["config"]
+    assert syn.meta["config"] == {"space": "av", "encoder": "small", "feature_epochs": 1, "factor": 1}

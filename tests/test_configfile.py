@@ -96,7 +96,7 @@ def test_evaluate_bench_and_tune_read_config_files(tiny_dataset_file, tmp_path, 
                       f'epochs = 1\nheads = ["a", "v"]\njson = "{tmp_path / "eval.json"}"\nquiet = true\n')
     assert main(["evaluate", "--config", str(config), "--runs", "1"]) == 0
     report = json.loads((tmp_path / "eval.json").read_text())
-    assert [r["head"] for r in report["results"]] == ["a", "v"] and report["runs"] == 1
+    assert [r["settings"]["eval"]["head"] for r in report["results"]] == ["a", "v"] and report["runs"] == 1
     assert report["eval_config"]["epochs"] == 1
     config.write_text("epochs = 0\n")
     assert main(["evaluate", "--config", str(config)]) == 2

@@ -7,10 +7,10 @@ import torch
 
 import avdistill
 from avdistill.errors import ConfigError
-from avdistill.methods.features import train_features
-from avdistill.methods.herding import herd, herding_indices
-from avdistill.methods.init import initial_synthetic, pick_real
-from avdistill.methods.factor import pack
+from avdistill.methods.coreset import train_features
+from avdistill.methods.coreset import herd, herding_indices
+from avdistill.methods.initial_set import initial_synthetic, pick_real
+from avdistill.factor import pack
 from avdistill.methods.kcenter import k_center
 from avdistill.synthetic import load_synthetic
 
@@ -63,10 +63,10 @@ def test_feature_spaces_and_seeds_change_the_ranking(tiny_dataset_file):
 
 
 def test_herding_init_with_factor_packs_the_herded_pairs(tiny_dataset_file):
-    from avdistill.methods.init import HerdingFeatures
+    from avdistill.methods.initial_set import HerdingInit
 
     audio, frames, labels = initial_synthetic(tiny_dataset_file, 2, "herding", seed=0, factor=2,
-                                              herding=HerdingFeatures(epochs=2))
+                                              herding=HerdingInit(herding_epochs=2))
     picks = herding_indices(tiny_dataset_file, 8, "av", "small", 2, seed=0)
     _, real_frames, _ = tiny_dataset_file.model_inputs(tiny_dataset_file.train.subset(picks))
     assert torch.equal(frames, pack(real_frames, 2)) and labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]

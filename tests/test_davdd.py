@@ -24,6 +24,17 @@ def tiny(tmp_path, **overrides) -> dict:
     return {**FAST, "bank_dir": str(tmp_path / "banks"), **overrides}
 
 
+def bank_info(folder) -> dict:
+    """A cached bank's identity (config, dataset, version, code) with every entry's training figures."""
+    entries = []
+    for path in sorted(folder.glob("entry*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+        entries.append(json.loads(meta["info"]))
+        identity = json.loads(meta["identity"])
+    return {**identity, "entries": entries}
+
+
 def leaf_features(C: int = 3, n: int = 2, dim: int = 5, seed: int = 0) -> DecoupledFeatures:
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(C).repeat_interleave(n)
@@ -45,8 +56,9 @@ def test_cross_modal_terms_give_private_parts_no_gradient():
 
 
 def test_cross_modal_gradient_reaches_the_synthetic_data_only_through_common_heads(tiny_dataset_file, tmp_path):
-    bank = load_or_train_bank(tiny_dataset_file, BankConfig(size=1, epochs=(1,), decoupler_epochs=2, common_dim=8,
-                                                            private_dim=8, hidden=16), tmp_path)
+    bank = load_or_train_bank(tiny_dataset_file, BankConfig(bank_size=1, bank_epochs=(1,), decoupler_epochs=2,
+                                                            common_dim=8, private_dim=8, decoupler_hidden=16),
+                              root=tmp_path)
     entry = bank.entries[0]
     audio, frames, labels = tiny_dataset_file.model_inputs(tiny_dataset_file.train)
     syn_audio, syn_frames = audio[::6].clone().requires_grad_(True), frames[::6].clone().requires_grad_(True)
@@ -127,9 +139,8 @@ def test_bank_switches_give_their_own_cached_banks(tiny_dataset_file, tmp_path):
     for kind, decoupler in (("random", "mlp"), ("pretrained", "none")):
         avdistill.distill(tiny_dataset_file, "davdd", ipc=1, out=tmp_path / kind, **tiny(tmp_path, bank=kind,
                                                                                          decoupler=decoupler))
-    infos = sorted((json.loads(p.read_text()) for p in (tmp_path / "banks").glob("*/bank.json")),
-                   key=lambda i: i["config"]["kind"])
-    assert [i["config"]["kind"] for i in infos] == ["pretrained", "random"]
+    infos = sorted((bank_info(folder) for folder in (tmp_path / "banks").iterdir()), key=lambda i: i["config"]["bank"])
+    assert [i["config"]["bank"] for i in infos] == ["pretrained", "random"]
     assert [e["epochs"] for e in infos[1]["entries"]] == [0, 0]  # a random bank is never trained
     assert infos[0]["config"]["decoupler"] == "none" and infos[0]["entries"][0]["decoupler_losses"] == {}
 
@@ -141,9 +152,9 @@ def test_bank_is_cached_and_reused_by_later_runs_and_ipcs(tiny_dataset_file, tmp
     avdistill.distill(tiny_dataset_file, "davdd", ipc=1, seed=0, **tiny(tmp_path))
     assert len(trainings) == 2
     (folder,) = (tmp_path / "banks").iterdir()
-    info = json.loads((folder / "bank.json").read_text())
-    assert info["dataset_sha256"] == tiny_dataset_file.checksum and "torch" in info["versions"]
-    assert folder.name.startswith(tiny_dataset_file.checksum[:16])
+    info = bank_info(folder)
+    assert info["dataset"] == tiny_dataset_file.checksum and "torch" in info["entries"][0]["versions"]
+    assert info["avdistill"] == avdistill.__version__ and len(info["code"]) == 64  # the code that trained it
     with safe_open(str(folder / "entry0.safetensors"), framework="pt") as f:
         keys = set(f.keys())
     assert {"audio.features.0.weight", "decoupler_audio.common.0.weight", "decoupler_visual.private.2.weight",

@@ -16,6 +16,7 @@ import avdistill
 from avdistill.data import load_dataset
 from avdistill.data.storage import load_prepared, save_dataset
 from avdistill.distributed import Group, class_partition
+from avdistill.run_folder import RunFolder
 from avdistill.errors import ConfigError
 from avdistill.synthetic import load_synthetic
 from conftest import make_dataset
@@ -67,7 +68,8 @@ def test_single_process_group_is_the_identity():
     x = torch.arange(6.0).view(3, 2)
     assert g.gather_classes(x, 3) is x and g.classes(3) == [0, 1, 2] and g.agree(7, "x") == 7
     assert g.sum_terms({"total": torch.tensor(1.5), "a": torch.tensor(2.0)}) == {"total": 1.5, "a": 2.0}
-    assert g.rank_dir(Path("out")) == Path("out") and Group(rank=1, world_size=2).rank_dir(Path("o")) == Path("o/rank-1")
+    assert RunFolder("out").checkpoints(g.rank, g.world_size) == Path("out")
+    assert RunFolder("o").checkpoints(1, 2) == Path("o/rank-1")
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to this Python")

@@ -46,7 +46,7 @@ def record_optimiser_steps():
 
 def test_evaluation_optimiser_follows_the_avdd_protocol(tiny_dataset):
     """Adam; groups audio encoder (lr 1e-3), visual encoder (1e-4), head (1e-3); wd 1e-4; x0.1 after epochs 10, 20."""
-    from avdistill.evaluation.protocol import train_networks
+    from avdistill.training import train_networks
 
     cfg = EvalConfig()  # the protocol's defaults: 30 epochs, batch 32
     assert (cfg.epochs, cfg.batch_size, cfg.milestones, cfg.steps, cfg.on) == (30, 32, (10, 20), 0, "test")
@@ -68,7 +68,7 @@ def test_evaluation_optimiser_follows_the_avdd_protocol(tiny_dataset):
 
 @pytest.mark.parametrize("pairs", [8, 48])
 def test_fixed_steps_protocol_takes_n_steps_whatever_the_set_size(tiny_dataset, pairs):
-    from avdistill.evaluation.protocol import milestone_steps, train_networks
+    from avdistill.training import milestone_steps, train_networks
 
     cfg = EvalConfig(steps=25, batch_size=16)
     assert milestone_steps(cfg) == [8, 17]  # epochs 10 and 20 of 30 -> the same fractions of 25 steps

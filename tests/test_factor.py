@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import save_file
 
 from avdistill.errors import ConfigError, DataError
-from avdistill.methods.factor import cell_bounds, expand, expand_labels, pack
-from avdistill.methods.init import initial_synthetic, pick_real
+from avdistill.factor import cell_bounds, expand, expand_labels, pack
+from avdistill.methods.initial_set import initial_synthetic, pick_real
 from avdistill.synthetic import SyntheticSet, load_synthetic
 
 

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from avdistill.errors import ConfigError
 from avdistill.evaluation import EvalConfig
-from avdistill.evaluation.protocol import test_accuracy as accuracy_of, train_networks
+from avdistill.evaluation.protocol import test_accuracy as accuracy_of
+from avdistill.training import train_networks
 from avdistill.models.heads import HEADS, AttentionHead, ConcatHead, SumHead
 
 N, DA, DV, C = 5, 6, 10, 4

@@ -12,10 +12,11 @@ from safetensors import safe_open
 
 import avdistill
 import avdistill.methods.trajectories as trajectories
-from avdistill.errors import ConfigError, DataError
-from avdistill.methods.init import initial_synthetic
+from avdistill.augment import DEFAULT_STRATEGY
+from avdistill.errors import ConfigError
+from avdistill.methods.initial_set import initial_synthetic
 from avdistill.methods.mtt import MTTConfig, TrajectoryMatcher
-from avdistill.methods.trajectories import ExpertConfig, ParameterLayout, build_network, expert_trajectories
+from avdistill.methods.trajectories import ExpertTraining, ParameterLayout, build_network, expert_trajectories
 from test_dm import interrupt_after_checkpoints
 
 TINY = dict(num_experts=2, expert_train_epochs=3, expert_epochs=1, max_start_epoch=2, syn_steps=3, batch_syn=3)
@@ -61,7 +62,11 @@ def test_gradients_reach_synthetic_audio_frames_and_step_size(tiny_dataset):
 
 
 def test_experts_are_cached_reused_and_load_without_pickle(tiny_dataset_file, tmp_path, monkeypatch):
-    cfg = ExpertConfig(epochs=2, batch_size=8)
+    cfg = ExpertTraining(expert_train_epochs=2, expert_batch=8)
+
+    def experts(cfg, count, folder):
+        return expert_trajectories(tiny_dataset_file, cfg, "small", "ensemble", DEFAULT_STRATEGY, count, folder)
+
     trained = {"n": 0}
     real_train = trajectories.train_expert
 
@@ -70,7 +75,7 @@ def test_experts_are_cached_reused_and_load_without_pickle(tiny_dataset_file, tm
         return real_train(*args, **kwargs)
 
     monkeypatch.setattr(trajectories, "train_expert", counting)
-    first = expert_trajectories(tiny_dataset_file, cfg, 2, tmp_path)
+    first = experts(cfg, 2, tmp_path)
     files = sorted(tmp_path.glob("*/expert_*.safetensors"))
     assert trained["n"] == 2 and len(files) == 2
     mtimes = [f.stat().st_mtime_ns for f in files]
@@ -81,23 +86,29 @@ def test_experts_are_cached_reused_and_load_without_pickle(tiny_dataset_file, tm
     monkeypatch.setattr(pickle, "load", no_unpickling)
     monkeypatch.setattr(pickle, "loads", no_unpickling)
     monkeypatch.setattr(torch, "load", no_unpickling)
-    second = expert_trajectories(tiny_dataset_file, cfg, 2, tmp_path)
+    second = experts(cfg, 2, tmp_path)
     assert trained["n"] == 2 and [f.stat().st_mtime_ns for f in files] == mtimes
     assert all(torch.equal(a, b) for a, b in zip(first, second))
     assert first[0].shape == (3, ParameterLayout(build_network(tiny_dataset_file, "small", "ensemble", 0)).size)
     assert not torch.equal(first[0][0], first[1][0])  # experts start from different weights
     with safe_open(str(files[0]), framework="pt") as f:
         meta = f.metadata()
-    assert meta["dataset"] == tiny_dataset_file.checksum and json.loads(meta["config"])["epochs"] == 2
-    assert "torch" in json.loads(meta["versions"])
-    # Other settings get their own cache entry; a header that disagrees with the settings is refused.
-    expert_trajectories(tiny_dataset_file, ExpertConfig(epochs=1, batch_size=8), 1, tmp_path)
+    identity = json.loads(meta["identity"])
+    assert identity["dataset"] == tiny_dataset_file.checksum and identity["training"]["expert_train_epochs"] == 2
+    assert "torch" in json.loads(meta["info"])["versions"]
+    # Other settings get their own cache entry; a file whose header disagrees with the settings is never used:
+    # it is trained again and replaced.
+    experts(ExpertTraining(expert_train_epochs=1, expert_batch=8), 1, tmp_path)
     assert trained["n"] == 3
-    other = tmp_path / ExpertConfig(epochs=3, batch_size=8).key(tiny_dataset_file.checksum)
-    other.mkdir()
-    (other / files[0].name).write_bytes(files[0].read_bytes())
-    with pytest.raises(DataError, match="does not match"):
-        expert_trajectories(tiny_dataset_file, ExpertConfig(epochs=3, batch_size=8), 1, tmp_path)
+    other_settings = ExpertTraining(expert_train_epochs=3, expert_batch=8)
+    experts(other_settings, 1, tmp_path)
+    assert trained["n"] == 4
+    (other,) = [f for f in tmp_path.glob("*/expert_000.safetensors") if f.parent != files[0].parent
+                and json.loads(safe_open(str(f), framework="pt").metadata()["identity"])["training"][
+                    "expert_train_epochs"] == 3]
+    other.write_bytes(files[0].read_bytes())
+    third = experts(other_settings, 1, tmp_path)
+    assert trained["n"] == 5 and third[0].shape[0] == 4 and other.read_bytes() != files[0].read_bytes()
 
 
 def test_mtt_end_to_end_resumes_to_the_same_result(tiny_dataset_file, tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import torch
 
 import avdistill
 from avdistill.errors import ConfigError
-from avdistill.methods import realstats
+from avdistill.methods import real_means
 
 FAST = {"iterations": 5, "real_per_class": 6, "lr_audio": 0.1, "lr_frames": 0.1}
 
@@ -76,7 +76,7 @@ def test_cycled_draws(tiny_dataset_file, tmp_path):
 
 def test_runs_longer_than_a_block(tiny_dataset_file, tmp_path, monkeypatch):
     """Iterations past the first block read a second block, with the same result as no cache."""
-    monkeypatch.setattr(realstats, "BLOCK", 4)
+    monkeypatch.setattr(real_means, "BLOCK", 4)
     options = {"iterations": 6, "real_per_class": 2}
     cache = tmp_path / "cache"
     full = run(tiny_dataset_file, ipc=1, real_cache=str(cache), **options)
@@ -126,7 +126,7 @@ def test_encoding_in_slices_is_the_same_pass(chunk):
     """The encoders and DSA's siamese draw treat samples alike, so slicing the batch changes nothing
     (balanced slices: 40 samples at most 13 per slice are 10+10+10+10, never a slice of one)."""
     from avdistill.augment import DSA
-    from avdistill.methods.realstats import encode
+    from avdistill.methods.real_means import encode
     from avdistill.models import get_encoders
 
     f_audio, _ = get_encoders("small", (1, 16, 21), (1, 16, 16), 0)

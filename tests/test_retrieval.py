@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import avdistill
 from avdistill.errors import ConfigError
-from avdistill.evaluation import EvalConfig, RetrievalConfig, retrieval, retrieval_metrics
+from avdistill.evaluation import EvalConfig, RetrievalConfig, evaluate_retrieval, retrieval_metrics
 from avdistill.evaluation.retrieval import ContrastiveHead
 
 FAST = EvalConfig(epochs=2, batch_size=16)
@@ -73,24 +73,24 @@ def test_contrastive_loss_is_symmetric_infonce_and_class_positives_reduce_to_pai
 
 def test_retrieval_protocol_is_deterministic_and_bounded(tiny_dataset_file):
     syn = avdistill.distill(tiny_dataset_file, "random", ipc=3, seed=0, progress=False)
-    a = retrieval(syn, tiny_dataset_file, runs=2, seed=5, config=FAST, progress=False)
-    b = retrieval(syn, tiny_dataset_file, runs=2, seed=5, config=FAST, progress=False)
+    a = evaluate_retrieval(syn, tiny_dataset_file, runs=2, seed=5, config=FAST, progress=False)
+    b = evaluate_retrieval(syn, tiny_dataset_file, runs=2, seed=5, config=FAST, progress=False)
     assert a.runs == b.runs and len(a.runs) == 2
     n_test = len(tiny_dataset_file.test)
     for run in a.runs:
         for direction in ("a2v", "v2a"):
             m = run[direction]
             assert 0.0 <= m["R@1"] <= m["R@5"] <= 1.0 and 1.0 <= m["median_rank"] <= n_test
-    whole = retrieval(None, tiny_dataset_file, runs=1, config=EvalConfig(epochs=4, batch_size=8),
-                      retrieval_config=RetrievalConfig(match="pair", positives="pair"), progress=False)
+    whole = evaluate_retrieval(None, tiny_dataset_file, runs=1, config=EvalConfig(epochs=4, batch_size=8),
+                               retrieval_config=RetrievalConfig(match="pair", positives="pair"), progress=False)
     assert 1.0 <= whole.mean("a2v", "median_rank") <= n_test
 
 
 def test_bad_retrieval_options(tiny_dataset_file):
     syn = avdistill.distill(tiny_dataset_file, "random", ipc=1, progress=False)
     with pytest.raises(ConfigError, match="match"):
-        retrieval(syn, tiny_dataset_file, runs=1, config=FAST, retrieval_config=RetrievalConfig(match="video"),
-                  progress=False)
+        evaluate_retrieval(syn, tiny_dataset_file, runs=1, config=FAST,
+                           retrieval_config=RetrievalConfig(match="video"), progress=False)
     with pytest.raises(ConfigError, match="temperature"):
-        retrieval(syn, tiny_dataset_file, runs=1, config=FAST, retrieval_config=RetrievalConfig(temperature=0.0),
-                  progress=False)
+        evaluate_retrieval(syn, tiny_dataset_file, runs=1, config=FAST,
+                           retrieval_config=RetrievalConfig(temperature=0.0), progress=False)

@@ -94,7 +94,7 @@ def test_evaluate_cli_on_val_and_its_help(tmp_path, capsys):
               "--quiet"]
     assert main(["evaluate", *common, "--on", "val", "--steps", "3", "--json", str(tmp_path / "e.json")]) == 0
     (record,) = json.loads((tmp_path / "e.json").read_text())["results"]
-    assert record["config"]["on"] == "val" and record["config"]["steps"] == 3
+    assert record["settings"]["eval"]["on"] == "val" and record["settings"]["eval"]["steps"] == 3
     assert float(record["accuracies"][0] * len(dataset.val)).is_integer()
     old = save_dataset(make_dataset(), tmp_path / "old.safetensors")
     capsys.readouterr()

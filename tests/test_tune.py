@@ -15,11 +15,16 @@ from pathlib import Path
 import pytest
 
 from avdistill.cli import main
+from avdistill.config import flat_dict, flat_fields
 from avdistill.data.storage import load_prepared, save_dataset
 from avdistill.errors import ConfigError
 from avdistill.methods import METHODS
+from avdistill.methods.avdd import AVDDConfig
+from avdistill.methods.base import make_config
+from avdistill.methods.budgets import BUDGET_NAMES, budget_options
 from avdistill.methods.dm import DMConfig
-from avdistill.searchspace import SearchRange, check_range, declared_space, parse_space
+from avdistill.methods.mtt import MTTConfig
+from avdistill.searchspace import SearchRange, check_range, declared_space, log_uniform, one_of, parse_space
 from conftest import make_dataset, make_split
 
 # A trial on the tiny dataset: a few DM iterations, two short evaluation trainings on the validation split.
@@ -45,24 +50,28 @@ def study_trials(out: Path, name: str = "dm-ipc2"):
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_declared_ranges_lie_within_the_options_bounds(method):
     config_class = METHODS[method].config_class
-    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    fields = flat_fields(config_class)
     for name, search in declared_space(config_class).items():
-        check_range(fields[name], search, name)  # raises on a range that reaches outside the bounds
+        check_range(fields[name][0], search, name)  # raises on a range that reaches outside the bounds
+
+
+def test_a_method_narrows_or_drops_the_shared_ranges():
+    assert declared_space(DMConfig)["lr_audio"] == log_uniform(0.05, 20)
+    assert declared_space(AVDDConfig)["lr_audio"] == log_uniform(0.01, 5)  # redefault(..., search=)
+    assert declared_space(AVDDConfig)["init"] == one_of("herding", "real")
+    assert {"momentum", "factor"} & set(declared_space(MTTConfig)) == set()  # redefault(..., search=None)
+    assert "momentum" in declared_space(AVDDConfig)  # inherited unchanged
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_budget_is_a_valid_config_of_its_method(method):
-    from avdistill.methods.base import make_config
-    from avdistill.methods.budgets import BUDGET_NAMES, budget_options
-
     spec = METHODS[method]
     for budget in BUDGET_NAMES:
-        values = budget_options(spec.config_class, budget)
-        config = make_config(spec, values)  # raises on a budget outside the options' bounds
-        assert all(getattr(config, name) == value for name, value in values.items())
-    if "iterations" in {f.name for f in dataclasses.fields(spec.config_class)}:  # every synthesis method has both
-        assert budget_options(spec.config_class, "cpu")["iterations"] < budget_options(spec.config_class,
-                                                                                          "paper")["iterations"]
+        values = budget_options(spec, budget)
+        config = flat_dict(make_config(spec, values))  # raises on a budget outside the options' bounds
+        assert all(config[name] == value for name, value in values.items())
+    if spec.kind == "synthesis":  # every synthesis method has both
+        assert budget_options(spec, "cpu")["iterations"] < budget_options(spec, "paper")["iterations"]
 
 
 def test_space_overrides_parse_and_are_checked_against_bounds():

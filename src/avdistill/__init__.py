@@ -8,11 +8,10 @@ The few-line API::
     result = avdistill.evaluate(syn, data, runs=3)          # mean ± std test accuracy
 """
 
-__version__ = "0.1.0"
-
-from avdistill.data import AVDataset, load_dataset  # noqa: E402
-from avdistill.synthetic import SyntheticSet, load_synthetic  # noqa: E402
-from avdistill.methods import distill  # noqa: E402
-from avdistill.evaluation import evaluate  # noqa: E402
+from avdistill.data import AVDataset, load_dataset
+from avdistill.evaluation import evaluate
+from avdistill.methods import distill
+from avdistill.synthetic import SyntheticSet, load_synthetic
+from avdistill.version import __version__
 
 __all__ = ["AVDataset", "SyntheticSet", "load_dataset", "load_synthetic", "distill", "evaluate", "__version__"]

@@ -32,7 +32,6 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -84,10 +83,6 @@ class Group:
     def classes(self, num_classes: int) -> list[int]:
         """The classes this process distils, in class order."""
         return class_partition(num_classes, self.world_size)[self.rank]
-
-    def rank_dir(self, workdir: Path) -> Path:
-        """Where this process keeps its checkpoint: the output folder itself for one process, else rank-K/."""
-        return workdir if self.world_size == 1 else workdir / f"rank-{self.rank}"
 
     def sum_terms(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
         """The loss terms summed over the processes (the whole set's loss), as floats, on every process alike.

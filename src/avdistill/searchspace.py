@@ -9,10 +9,9 @@ a declared range, or adds one to an option that declares none.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass
 
-from avdistill.config import check_value
+from avdistill.config import check_value, flat_fields
 from avdistill.errors import ConfigError
 
 
@@ -51,18 +50,18 @@ def one_of(*choices) -> SearchRange:
 
 def declared_space(config_class: type) -> dict[str, SearchRange]:
     """The ranges the config's options declare, by option name, in declaration order."""
-    return {f.name: f.metadata["search"] for f in dataclasses.fields(config_class) if "search" in f.metadata}
+    return {name: f.metadata["search"] for name, (f, _) in flat_fields(config_class).items() if "search" in f.metadata}
 
 
 def parse_space(text: str, config_class: type) -> tuple[str, SearchRange]:
     """'lr_audio=0.1:10:log' or 'init=real,herding' -> (name, range), checked against the option's bounds."""
     name, sep, spec = text.partition("=")
     name = name.strip().replace("-", "_")
-    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    fields = flat_fields(config_class)
     if not sep or name not in fields:
         raise ConfigError(f"--space {text!r}: expected NAME=LOW:HIGH[:log] or NAME=A,B,... with NAME one of: "
                           f"{', '.join(fields)}")
-    kind = typing.get_type_hints(config_class)[name]
+    f, kind = fields[name]
     parts = spec.split(":")
     try:
         if len(parts) == 1:
@@ -74,7 +73,7 @@ def parse_space(text: str, config_class: type) -> tuple[str, SearchRange]:
     except ValueError:
         raise ConfigError(f"--space {text!r}: expected {name}=LOW:HIGH[:log] (numbers) or {name}=A,B,... "
                           f"(values of type {kind.__name__})") from None
-    check_range(fields[name], search, f"--space {name}")
+    check_range(f, search, f"--space {name}")
     return name, search
 
 

@@ -5,7 +5,7 @@ header plus a readable ``.json`` sidecar. The metadata records the method config
 software versions, source dataset and its checksum, and the preprocessing needed to turn the
 tensors back into pictures and sound.
 
-With the IDM factor technique (``factor`` > 1, see :mod:`avdistill.methods.factor`) each
+With the IDM factor technique (``factor`` > 1, see :mod:`avdistill.factor`) each
 stored sample is a factor x factor grid; :meth:`SyntheticSet.training_pairs` expands it into
 factor² full-size samples, so evaluation trains on what the method matched. Files without a
 ``factor`` in their header are factor 1.
@@ -27,7 +27,8 @@ from safetensors.torch import save_file
 from avdistill.data.dataset import Preprocessing
 from avdistill.data.storage import load_tensors, read_avdistill_header, tensor_digests, verify_digests
 from avdistill.errors import DataError
-from avdistill.io import atomic_path, write_json
+from avdistill.factor import expand, expand_labels
+from avdistill.files import atomic_path, write_json
 
 FORMAT = "avdistill.synthetic/1"
 
@@ -55,8 +56,6 @@ class SyntheticSet:
 
     def training_pairs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(audio, frames, labels) to train evaluation networks on: factor² upsampled samples per stored one."""
-        from avdistill.methods.factor import expand, expand_labels  # here: avdistill.methods imports this module
-
         with torch.no_grad():
             return (expand(self.audio.detach(), self.factor), expand(self.frames.detach(), self.factor),
                     expand_labels(self.labels, self.factor))

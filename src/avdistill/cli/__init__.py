@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
-from avdistill.cli import bench, demo, distill, evaluate, prepare, show, tune
+from avdistill.cli import bench, demo, distill, evaluate, export, prepare, show, tune
 from avdistill.cli.common import OptionParser
+from avdistill.cli.configfile import apply_config_file, read_config_file
 from avdistill.errors import AVDistillError, ConfigError
+from avdistill.evaluation import EvalConfig, RetrievalConfig
 
 # Commands whose options include a method's, parsed (and checked, from a --config file) once the method is known.
 METHOD_COMMANDS = ("distill", "tune")
@@ -17,7 +20,7 @@ def build_parser() -> tuple[OptionParser, dict[str, OptionParser]]:
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {name: module.add_parser(sub) for name, module in
                 (("prepare", prepare), ("distill", distill), ("evaluate", evaluate), ("show", show),
-                                          ("bench", bench), ("tune", tune), ("demo", demo))}
+                                          ("export", export), ("bench", bench), ("tune", tune), ("demo", demo))}
     return parser, commands
 
 
@@ -33,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        {"prepare": prepare.run, "evaluate": evaluate.run, "show": show.run, "bench": bench.run,
-         "demo": demo.run}[args.command](args)
+        {"prepare": prepare.run, "evaluate": evaluate.run, "show": show.run, "export": export.run,
+         "bench": bench.run, "demo": demo.run}[args.command](args)
     except AVDistillError as exc:
         print(f"avdistill: error{_process()}: {exc}", file=sys.stderr)
         return 2
@@ -46,9 +49,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _with_config_file(parser, command_parser, args, argv):
     """Parse again with the --config file's values as defaults; flags on the command line override them."""
-    from avdistill.cli.configfile import apply_config_file, read_config_file
-    from avdistill.evaluation import EvalConfig, RetrievalConfig
-
     path = args.config
     values, checksum = read_config_file(path)
     classes = {"evaluate": (EvalConfig, RetrievalConfig), "bench": (EvalConfig, RetrievalConfig)}.get(args.command, ())
@@ -64,8 +64,6 @@ def _with_config_file(parser, command_parser, args, argv):
 
 def _process() -> str:
     """Which process failed, under torchrun (each process reports its own error)."""
-    import os
-
     size = os.environ.get("WORLD_SIZE", "1")
     return f" (process {os.environ.get('RANK', '?')} of {size})" if size not in ("", "1") else ""
 

@@ -12,11 +12,12 @@ from avdistill.cli.configfile import add_config_file_option
 from avdistill.config import (add_config_options, build_config, config_overrides, parse_assignment, parse_ints,
                               split_names)
 from avdistill.errors import ConfigError
+from avdistill.evaluation import EvalConfig, RetrievalConfig
+from avdistill.grid.bench import BenchGrid, run_bench
+from avdistill.methods import get_method
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from avdistill.evaluation import EvalConfig, RetrievalConfig
-
     p = sub.add_parser("bench", help="run a benchmark grid and write a report",
                        description="Distil every method at every IPC (several synthetic sets each), evaluate every "
                                    "set with every head, train on the whole data per head, and write report.md "
@@ -29,8 +30,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--sets", type=int, default=1, help="synthetic sets per method and IPC, seeds seed..seed+sets-1 (default: 1)")
     p.add_argument("--runs", type=int, default=3, help="evaluation runs per set and head (default: 3)")
     p.add_argument("--whole-data-runs", type=int, default=1, help="runs on the whole training split per head; 0 skips (default: 1)")
-    p.add_argument("--set", dest="method_settings", action="append", default=[], metavar="METHOD.NAME=VALUE",
-                   help="a method option, e.g. --set dm.iterations=100 (repeatable)")
+    p.add_argument("--method-option", "--set", dest="method_settings", action="append", default=[],
+                   metavar="METHOD.NAME=VALUE", help="a method option, e.g. --method-option dm.iterations=100 "
+                                                     "(repeatable; --set is the old spelling)")
     p.add_argument("--ablations", default="", help="comma-separated methods whose declared ablation rows to run, "
                                                    "e.g. avdd (evaluated with the AV head)")
     p.add_argument("--retrieval", action="store_true", help="also measure cross-modal retrieval on every set")
@@ -54,10 +56,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> None:
-    from avdistill.bench import BenchGrid, run_bench
-    from avdistill.evaluation import EvalConfig, RetrievalConfig
-    from avdistill.methods import get_method
-
     if not args.out:
         raise ConfigError("avdistill bench: --out is required (on the command line or in the --config file)")
     methods = tuple(split_names(args.methods))
@@ -68,7 +66,7 @@ def run(args) -> None:
     for item in args.method_settings:
         method, dot, assignment = item.partition(".")
         if not dot or method not in (*methods, *ablations):
-            raise ConfigError(f"--set {item!r}: expected METHOD.NAME=VALUE with METHOD one of "
+            raise ConfigError(f"--method-option {item!r}: expected METHOD.NAME=VALUE with METHOD one of "
                               f"{', '.join(dict.fromkeys((*methods, *ablations)))}")
         name, value = parse_assignment(assignment, get_method(method).config_class)
         options.setdefault(method, {})[name] = value

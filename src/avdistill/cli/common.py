@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
+from avdistill.data import load_dataset
 from avdistill.errors import ConfigError
+from avdistill.methods.budgets import BUDGET_NAMES, default_budget, describe_budget
 
 DATA_HELP = ("dataset: 'av-digits' (embedded), 'av-digits-hard' (embedded, both modalities degraded: the "
              "development benchmark), a prepared .safetensors file (memory-mapped), or an AVDD .pt file "
@@ -13,8 +17,6 @@ DATA_HELP = ("dataset: 'av-digits' (embedded), 'av-digits-hard' (embedded, both 
 
 def device_option(text: str) -> str:
     """argparse type of --device: a device torch knows and this machine has, checked before any work."""
-    import torch
-
     try:
         device = torch.device(text)
     except (RuntimeError, ValueError) as exc:
@@ -32,14 +34,10 @@ def load_data(source: str, verify: bool = True):
     Mapping costs nothing on a small file and never copies a large one: its pages are shared
     with the page cache (and between torchrun ranks), and only those a run touches are read.
     """
-    from avdistill.data import load_dataset
-
     return load_dataset(source, mmap=True, verify=verify)
 
 
 def add_budget_options(parser: argparse.ArgumentParser) -> None:
-    from avdistill.methods.budgets import BUDGET_NAMES
-
     parser.add_argument("--budget", choices=BUDGET_NAMES,
                         help="the method's iterations and batch sizes: 'paper' (the paper's values, hours on a CPU) "
                              "or 'cpu' (minutes); options given explicitly override it (default: paper on a GPU, "
@@ -48,10 +46,8 @@ def add_budget_options(parser: argparse.ArgumentParser) -> None:
 
 def resolve_budget(args, spec, announce: bool) -> str:
     """The budget the run uses (the one given, or the device's default), announced with what it sets."""
-    from avdistill.methods.budgets import default_budget, describe_budget
-
     budget = args.budget or default_budget(args.device)
-    line = describe_budget(spec.name, spec.config_class, budget, args.device, chosen=args.budget is not None)
+    line = describe_budget(spec, budget, args.device, chosen=args.budget is not None)
     if line and announce:
         print(line, flush=True)
     return budget

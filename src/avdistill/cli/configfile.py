@@ -24,7 +24,7 @@ import tomllib
 import typing
 from pathlib import Path
 
-from avdistill.config import _check_type, check_value
+from avdistill.config import check_type, check_value, flat_fields
 from avdistill.errors import ConfigError, DataError
 
 SYNTHETIC_FORMAT = "avdistill.synthetic/1"
@@ -78,7 +78,7 @@ def apply_config_file(parser: argparse.ArgumentParser, values: dict, path: str,
     """Make the file's values the parser's defaults (so flags override them); return the keys that are
     not the parser's options (a method's options, checked by :func:`check_file_options`).
     `config_classes`: the config dataclasses whose fields the parser has as options (range-checked here)."""
-    fields = {f"cfg_{f.name}": f for c in config_classes for f in dataclasses.fields(c)}
+    fields = {f"cfg_{name}": f for c in config_classes for name, (f, _) in flat_fields(c).items()}
     actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
     by_flag = {s.lstrip("-").replace("-", "_"): a for a in parser._actions for s in a.option_strings}
     defaults, rest = {}, {}
@@ -135,30 +135,31 @@ def _typed(action: argparse.Action, key: str, text: str, path: str):
 
 def check_file_options(values: dict, config_class: type, path: str, what: str) -> dict:
     """The file's keys that are options of `config_class`, typed and range-checked; any other key is an error."""
-    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    fields = flat_fields(config_class)
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))} for {what} "
                           f"(valid: {', '.join(fields)})")
-    hints = typing.get_type_hints(config_class)
     options = {}
     for key, value in values.items():
-        if typing.get_origin(hints[key]) is tuple and isinstance(value, list):
+        f, kind = fields[key]
+        if typing.get_origin(kind) is tuple and isinstance(value, list):
             value = tuple(value)
         try:
-            _check_type(key, value, hints[key])
+            check_type(key, value, kind)
         except ConfigError:
-            kind = getattr(hints[key], "__name__", "a list of integers")
-            raise ConfigError(f"{path}: key {key!r} must be {kind}, got {value!r}") from None
-        if hints[key] is float:
+            raise ConfigError(f"{path}: key {key!r} must be {getattr(kind, '__name__', 'a list of integers')}, "
+                              f"got {value!r}") from None
+        if kind is float:
             value = float(value)
-        check_file_value(fields[key], value, key, path)
+        check_file_value(f, value, key, path)
         options[key] = value
     return options
 
 
 def check_file_value(f: dataclasses.Field, value, key: str, path: str) -> None:
+    """A ConfigError naming the file and key unless `value` is allowed for option `key` (field `f`)."""
     try:
-        check_value(f, value)
+        check_value(f, value, key)
     except ConfigError as exc:
         raise ConfigError(f"{path}: key {key!r}: {exc}") from None

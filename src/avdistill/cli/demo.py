@@ -6,6 +6,9 @@ import argparse
 
 from avdistill.cli.common import add_run_options
 from avdistill.config import parse_ints
+from avdistill.demo import run_demo
+from avdistill.evaluation import EvalConfig
+from avdistill.methods.dm import DMConfig
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -23,10 +26,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> None:
-    from avdistill.demo import run_demo
-    from avdistill.evaluation import EvalConfig
-    from avdistill.methods.dm import DMConfig
-
     dm = DMConfig(iterations=args.iterations) if args.iterations is not None else DMConfig()
     evaluation = EvalConfig(epochs=args.epochs) if args.epochs is not None else EvalConfig()
-    run_demo(args.out, parse_ints(args.ipc, "--ipc"), args.runs, args.whole_data_runs, dm, evaluation, args.seed, args.device, not args.quiet)
+    run_demo(args.out, parse_ints(args.ipc, "--ipc"), args.runs, args.whole_data_runs, dm, evaluation, args.seed,
+             args.device, not args.quiet)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from avdistill.cli.common import DATA_HELP, OptionParser, add_budget_options, add_run_options, add_verify_option
-from avdistill.cli.configfile import add_config_file_option
+from avdistill import distributed
+from avdistill.cli.common import (DATA_HELP, OptionParser, add_budget_options, add_run_options, add_verify_option,
+                                  check_data_checksum, load_data, resolve_budget)
+from avdistill.cli.configfile import add_config_file_option, check_file_options
 from avdistill.config import add_config_options, config_overrides
+from avdistill.methods import METHODS, distill, get_method
+from avdistill.methods.watch import Watch, parse_duration
+from avdistill.run_folder import RunFolder
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from avdistill.methods import METHODS
-
     methods = "; ".join(f"{name}: {spec.summary}" for name, spec in sorted(METHODS.items()))
     p = sub.add_parser("distill", help="distil a dataset into IPC synthetic pairs per class",
                        description="Distil a dataset. Method options: `avdistill distill --method NAME --help`.",
@@ -34,12 +36,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
-    from avdistill import distributed
-    from avdistill.cli.common import check_data_checksum, load_data, resolve_budget
-    from avdistill.cli.configfile import check_file_options
-    from avdistill.methods import SYNTHETIC_FILE, distill, get_method
-    from avdistill.methods.watch import Watch, parse_duration
-
     watch = Watch(announce=not args.quiet)  # the time budget counts from here: loading the data is part of the run
     spec = get_method(args.method)
     if args.help:  # show the generic options and the chosen method's own
@@ -60,5 +56,5 @@ def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
     if distributed.rank() == 0:  # under torchrun, once
         stopped = syn.meta.get("stopped")
         print(f"{args.method}: {len(syn.labels)} pairs ({syn.ipc} per class) in {syn.meta['wall_seconds']:.1f} s "
-              f"-> {Path(args.out) / SYNTHETIC_FILE}"
+              f"-> {RunFolder(args.out).synthetic}"
               + (f"; stopped by the time budget after {stopped['iterations_done']} iterations" if stopped else ""))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from avdistill.cli.common import add_verify_option
+from avdistill.cli.common import add_verify_option, load_data
+from avdistill.evaluation import check_compatible
+from avdistill.reporting.show import show
+from avdistill.synthetic import load_synthetic
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -25,16 +28,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> None:
-    from avdistill.reporting.show import show
-    from avdistill.synthetic import load_synthetic
-
     syn = load_synthetic(args.synthetic, verify=args.verify)
     before = load_synthetic(args.before, verify=args.verify) if args.before else None
     dataset = None
     if args.data:
-        from avdistill.cli.common import load_data
-        from avdistill.evaluation import check_compatible
-
         dataset = load_data(args.data, args.verify)
         check_compatible(syn, dataset, args.synthetic)
     written = show(syn, args.out, before, not args.no_video, args.griffin_lim_iters, not args.quiet, dataset)

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from avdistill.cli.common import (DATA_HELP, OptionParser, add_budget_options, add_run_options, add_verify_option,
                                   check_data_checksum, load_data, resolve_budget)
 from avdistill.cli.configfile import add_config_file_option, check_file_options
-from avdistill.config import add_config_options, build_config, config_overrides, parse_assignment
+from avdistill.config import add_config_options, build_config, config_overrides, flat_fields, parse_assignment
+from avdistill.errors import ConfigError
+from avdistill.evaluation import EvalConfig
+from avdistill.methods import METHODS, get_method
+from avdistill.methods.watch import parse_duration
+from avdistill.searchspace import parse_space
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from avdistill.evaluation import EvalConfig
-    from avdistill.methods import METHODS
-
     p = sub.add_parser("tune", add_help=False, help="search a method's settings on the validation split (Optuna)",
                        description="Search the options a method declares search ranges for (`avdistill tune --method "
                                    "NAME --help` lists them) on the validation split: TPE with a fixed seed, trials "
@@ -52,18 +53,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add_verify_option(p)
     p.add_argument("--eval", action="append", default=[], metavar="NAME=VALUE",
                    help="an option of the evaluation protocol on the validation split, e.g. --eval epochs=30 "
-                        f"(repeatable; names: {', '.join(f.name for f in dataclasses.fields(EvalConfig))})")
+                        f"(repeatable; names: {', '.join(flat_fields(EvalConfig))})")
     return p
 
 
 def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
-    from avdistill.errors import ConfigError
-    from avdistill.evaluation import EvalConfig
-    from avdistill.methods import get_method
-    from avdistill.methods.watch import parse_duration
-    from avdistill.searchspace import parse_space
-    from avdistill.tuning import TuneSetup, open_study, run_study, storage_url, write_outputs
-    from avdistill.tuning.report import accuracy_text, next_commands
+    from avdistill import tuning  # heavy (Optuna, SQLAlchemy: 0.6 s): imported when tune runs, not by every command
 
     spec = get_method(args.method)
     if args.help:
@@ -79,9 +74,11 @@ def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
              **config_overrides(method_parser.parse_args(method_args), spec.config_class)}
     space = dict(parse_space(text, spec.config_class) for text in args.space)
     time_budget = parse_duration(args.time_budget) if args.time_budget else None
-    setup = TuneSetup(method=args.method, ipc=args.ipc, trials=args.trials, seed=args.seed,
+    setup = tuning.TuneSetup(method=args.method, ipc=args.ipc, trials=args.trials, seed=args.seed,
                       budget=resolve_budget(args, spec, True), fixed=fixed, space=space, runs=args.runs,
-                      checks=args.checks, eval_config=build_config(EvalConfig, {"on": "val", **dict(parse_assignment(a, EvalConfig) for a in args.eval)}),
+                      checks=args.checks,
+                      eval_config=build_config(EvalConfig, {"on": "val", **dict(parse_assignment(a, EvalConfig)
+                                                                                for a in args.eval)}),
                       heartbeat=args.heartbeat)
     if setup.eval_config.on != "val":
         raise ConfigError("tune scores trials on the validation split only (--eval on=val); the test split is read "
@@ -93,17 +90,17 @@ def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
     dataset = load_data(args.data, args.verify)
     check_data_checksum(args, dataset)
     dataset.split("val")  # a clear error now if the dataset has no validation split
-    url = storage_url(args.storage, out)
-    study = open_study(setup, dataset, url, args.study_name or f"{args.method}-ipc{args.ipc}")
+    url = tuning.storage_url(args.storage, out)
+    study = tuning.open_study(setup, dataset, url, args.study_name or f"{args.method}-ipc{args.ipc}")
     print(f"study {study.study_name!r} in {url}: searching {', '.join(f'{k} in {v}' for k, v in setup.search_space().items())}",
           flush=True)
-    reason = run_study(study, setup, dataset, out, args.device, time_budget, not args.quiet)
-    paths = write_outputs(study, setup, args.data, out, reason)
+    reason = tuning.run_study(study, setup, dataset, out, args.device, time_budget, not args.quiet)
+    paths = tuning.write_outputs(study, setup, args.data, out, reason)
     print(f"{reason}; report: {paths['report']}, every trial: {paths['csv']}")
     if "best" in paths:
         best = study.best_trial
         print(f"best: trial {best.number}, validation accuracy "
-              f"{accuracy_text(best.user_attrs.get('val_accuracies', [best.value]))}; settings: {paths['best']}")
+              f"{tuning.accuracy_text(best.user_attrs.get('val_accuracies', [best.value]))}; settings: {paths['best']}")
         print("next (the test split is read only here):")
-        for command in next_commands(best, setup, args.data, out):
+        for command in tuning.next_commands(best, setup, args.data, out):
             print(f"  {command}")

@@ -47,7 +47,7 @@ class MelParams:
 @functools.lru_cache(maxsize=8)
 def mel_filterbank(params: MelParams) -> torch.Tensor:
     """[n_mels, n_fft // 2 + 1] HTK triangular filters, unnormalised (torchaudio's defaults)."""
-    import librosa
+    import librosa  # heavy (numba, scipy): imported once, when the first filterbank is built
 
     fb = librosa.filters.mel(
         sr=params.sample_rate,

@@ -22,7 +22,7 @@ from avdistill.data.audio import MelParams
 from avdistill.data.dataset import AVDD_FRAME_MEAN, AVDD_FRAME_STD, AVDataset, AVSplit, Preprocessing
 from avdistill.data.validate import check_same_layout, check_split, pixels_to_uint8
 from avdistill.errors import DataError
-from avdistill.io import sha256_file
+from avdistill.files import sha256_file
 
 
 def _read_pt(path: Path) -> dict:

@@ -17,7 +17,9 @@ from importlib import resources
 from pathlib import Path
 
 from avdistill.data.dataset import AVDataset
+from avdistill.data.hard import degrade_dataset
 from avdistill.data.split import carve_validation
+from avdistill.data.storage import dataset_digest, load_prepared
 
 NAME = "av-digits"
 HARD_NAME = "av-digits-hard"
@@ -33,12 +35,8 @@ def embedded_path() -> Path:
 
 def load_embedded(name: str = NAME, verify: bool = True) -> AVDataset:
     """``av-digits`` or ``av-digits-hard`` (train / val by speaker / test)."""
-    from avdistill.data.storage import dataset_digest, load_prepared
-
     dataset = with_speaker_validation(load_prepared(embedded_path(), verify=verify))
     if name == HARD_NAME:
-        from avdistill.data.hard import degrade_dataset
-
         dataset = degrade_dataset(dataset)
     dataset.checksum = dataset_digest(dataset)
     return dataset

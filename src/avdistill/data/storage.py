@@ -32,13 +32,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from avdistill.data.dataset import AVDataset, AVSplit, Preprocessing
 from avdistill.data.validate import check_finite, check_same_layout, check_split
 from avdistill.errors import DataError
-from avdistill.io import atomic_path, sha256_file
+from avdistill.files import atomic_path, sha256_file
 
 FORMAT = "avdistill.dataset/1"
 _SPLITS = ("train", "test")  # always stored
@@ -258,8 +258,6 @@ def load_tensors(path: str | os.PathLike, names: tuple[str, ...], mmap: bool = F
         raise DataError(path, f"missing tensors: {', '.join(missing)}")
     if mmap:
         return {n: _memmap(path, table, n) for n in names}
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:  # clone: safetensors' tensors share the file's
             return {n: f.get_tensor(n).clone() for n in names}  # mapping; one rewritten in place would change them

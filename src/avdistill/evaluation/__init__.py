@@ -7,7 +7,7 @@ import dataclasses
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import DataError
 from avdistill.evaluation.protocol import EvalConfig, EvalResult, evaluate_runs, train_and_test
-from avdistill.evaluation.retrieval import RetrievalConfig, RetrievalResult, evaluate_retrieval, retrieval_metrics
+from avdistill.evaluation.retrieval import RetrievalConfig, RetrievalResult, retrieval_metrics, retrieval_runs
 from avdistill.synthetic import SyntheticSet
 
 
@@ -43,17 +43,17 @@ def evaluate_whole_data(dataset: AVDataset, runs: int = 3, seed: int = 0, config
     return evaluate_runs(dataset.train, dataset, _on(config, on), runs, seed, device, progress, desc="whole data")
 
 
-def retrieval(syn: SyntheticSet | None, dataset: AVDataset, runs: int = 3, seed: int = 0,
-              config: EvalConfig | None = None, retrieval_config: RetrievalConfig | None = None,
-              device: str = "cpu", progress: bool = True, on: str | None = None) -> RetrievalResult:
+def evaluate_retrieval(syn: SyntheticSet | None, dataset: AVDataset, runs: int = 3, seed: int = 0,
+                       config: EvalConfig | None = None, retrieval_config: RetrievalConfig | None = None,
+                       device: str = "cpu", progress: bool = True, on: str | None = None) -> RetrievalResult:
     """Cross-modal retrieval after contrastive training on `syn` (None: the whole real training split)."""
     config = _on(config, on)
     if syn is None:
-        return evaluate_retrieval(dataset.train, dataset, config, retrieval_config, runs, seed, device, progress,
-                                  desc="retrieval, whole data")
+        return retrieval_runs(dataset.train, dataset, config, retrieval_config, runs, seed, device, progress,
+                              desc="retrieval, whole data")
     check_compatible(syn, dataset, syn.path or "synthetic set")
-    return evaluate_retrieval(syn.training_pairs(), dataset, config, retrieval_config, runs, seed, device, progress)
+    return retrieval_runs(syn.training_pairs(), dataset, config, retrieval_config, runs, seed, device, progress)
 
 
 __all__ = ["EvalConfig", "EvalResult", "RetrievalConfig", "RetrievalResult", "evaluate", "evaluate_whole_data",
-           "retrieval", "retrieval_metrics", "train_and_test", "check_compatible"]
+           "evaluate_retrieval", "retrieval_metrics", "train_and_test", "check_compatible"]

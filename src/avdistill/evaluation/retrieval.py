@@ -34,11 +34,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from avdistill.config import option, validate
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError
-from avdistill.evaluation.protocol import EvalConfig, _batcher, train_networks
-from avdistill.methods.base import option
+from avdistill.evaluation.protocol import EvalConfig
 from avdistill.seeding import derive_seed
+from avdistill.training import batches, train_networks
 
 DIRECTIONS = ("a2v", "v2a")
 METRICS = ("R@1", "R@5", "median_rank")
@@ -46,18 +47,12 @@ METRICS = ("R@1", "R@5", "median_rank")
 
 @dataclass
 class RetrievalConfig:
-    embed_dim: int = option(128, "retrieval: size of the shared audio/visual embedding")
-    temperature: float = option(0.1, "retrieval: InfoNCE temperature τ")
-    positives: str = option("class", "retrieval training positives: 'class' (same-class items) or 'pair'")
-    match: str = option("class", "retrieval test relevance: 'class' (any same-class item) or 'pair'")
-
-
-def check_retrieval_config(cfg: RetrievalConfig) -> None:
-    for name in ("positives", "match"):
-        if getattr(cfg, name) not in ("class", "pair"):
-            raise ConfigError(f"retrieval {name} must be 'class' or 'pair', got {getattr(cfg, name)!r}")
-    if cfg.embed_dim < 1 or cfg.temperature <= 0:
-        raise ConfigError(f"retrieval embed_dim must be >= 1 and temperature > 0, got {cfg.embed_dim}, {cfg.temperature}")
+    embed_dim: int = option(128, "retrieval: size of the shared audio/visual embedding", minimum=1)
+    temperature: float = option(0.1, "retrieval: InfoNCE temperature τ", above=0)
+    positives: str = option("class", "retrieval training positives: 'class' (same-class items) or 'pair'",
+                            choices=("class", "pair"))
+    match: str = option("class", "retrieval test relevance: 'class' (any same-class item) or 'pair'",
+                        choices=("class", "pair"))
 
 
 class ContrastiveHead(nn.Module):
@@ -134,7 +129,7 @@ def embed_test(f_audio, f_visual, head: ContrastiveHead, dataset: AVDataset, bat
     """(z_audio, z_visual, labels) of the real split `on` (test, or val to make choices)."""
     for net in (f_audio, f_visual, head):
         net.eval()
-    batch, n = _batcher(dataset.split(on), dataset, device)
+    batch, n = batches(dataset.split(on), dataset, device)
     parts = [(head(f_audio(a), f_visual(v)), y) for a, v, y in map(batch, torch.arange(n).split(batch_size))]
     return (torch.cat([z[0] for z, _ in parts]).cpu(), torch.cat([z[1] for z, _ in parts]).cpu(),
             torch.cat([y for _, y in parts]).cpu())
@@ -168,12 +163,11 @@ class RetrievalResult:
         return statistics.pstdev(values) if len(values) > 1 else 0.0
 
 
-def evaluate_retrieval(train, dataset: AVDataset, cfg: EvalConfig | None = None, rcfg: RetrievalConfig | None = None,
-                       runs: int = 3, seed: int = 0, device: str = "cpu", progress: bool = True,
-                       desc: str = "retrieval") -> RetrievalResult:
+def retrieval_runs(train, dataset: AVDataset, cfg: EvalConfig | None = None, rcfg: RetrievalConfig | None = None,
+                   runs: int = 3, seed: int = 0, device: str = "cpu", progress: bool = True,
+                   desc: str = "retrieval") -> RetrievalResult:
     """`runs` independent contrastive trainings on `train` (synthetic tensors or a real split)."""
-    cfg, rcfg = cfg or EvalConfig(), rcfg or RetrievalConfig()
-    check_retrieval_config(rcfg)
+    cfg, rcfg = validate(cfg or EvalConfig()), validate(rcfg or RetrievalConfig())
     if runs < 1:
         raise ConfigError(f"runs must be >= 1, got {runs}")
     results = [retrieval_run(train, dataset, cfg, rcfg, derive_seed(seed, "encoders", 30_000 + r), device)

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import time
 from pathlib import Path
 
 import torch
 
 from avdistill import distributed
+from avdistill.cache import code_digest
+from avdistill.config import flat_dict
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError, DataError
-from avdistill.io import check_output_dir, versions
-from avdistill.methods import avdd, dm, herding, kcenter, random  # noqa: F401  (registers the methods)
-from avdistill.methods import davdd, mtt  # noqa: F401  (registers DAVDD and MTT)
-from avdistill.methods.base import METHODS, RunContext, fingerprint, get_method, make_config
+from avdistill.files import check_output_dir, versions
+from avdistill.methods import avdd, davdd, dm, herding, kcenter, mtt, random  # noqa: F401  (registers the methods)
+from avdistill.methods.base import METHODS, MethodSpec, RunContext, fingerprint, get_method, make_config
 from avdistill.methods.budgets import budget_options
 from avdistill.methods.loop import finish
+from avdistill.methods.synthesis import starting_set
 from avdistill.methods.watch import Watch
+from avdistill.run_folder import RunFolder
 from avdistill.synthetic import SyntheticSet
-
-SYNTHETIC_FILE = "synthetic.safetensors"
 
 
 def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0, out: str | Path | None = None,
@@ -45,12 +44,12 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
     if ipc < 1:
         raise ConfigError(f"ipc must be >= 1, got {ipc}")
     spec = get_method(method)
-    config = make_config(spec, {**budget_options(spec.config_class, budget), **options})
+    config = make_config(spec, {**budget_options(spec, budget), **options})
     counts = torch.bincount(dataset.train.labels, minlength=dataset.num_classes)
     if (counts == 0).any():  # every method needs real pairs of every class (noise init would hide it)
         empty = ", ".join(repr(dataset.classes[c]) for c in torch.nonzero(counts == 0).flatten().tolist())
         raise DataError(dataset.source_path or dataset.name, f"classes without training pairs: {empty}")
-    workdir = check_output_dir(out) if out is not None else None
+    folder = RunFolder(check_output_dir(out)) if out is not None else None
     processes = distributed.world_size()
     if processes > 1 and watch is not None and watch.time_limit is not None:
         raise ConfigError("a time budget cannot stop the processes of a torchrun run alike; run without it")
@@ -61,7 +60,7 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
                               "run it as one process, without torchrun")
         distributed.class_partition(dataset.num_classes, processes)  # refuses more processes than classes
     group = distributed.join(device)
-    run = RunContext(seed=seed, device=group.device, workdir=workdir, progress=progress and group.leader,
+    run = RunContext(seed=seed, device=group.device, folder=folder, progress=progress and group.leader,
                      fingerprint=fingerprint(method, ipc, config, seed, dataset, group), group=group, watch=watch)
     start = time.perf_counter()
     audio, frames, labels = spec.run(dataset, ipc, config, run)
@@ -69,30 +68,43 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
         "method": method,
         "ipc": ipc,
         "seed": seed,
-        "config": dataclasses.asdict(config),
+        "config": flat_dict(config),
         "budget": budget,
         "device": group.device,
         "world_size": group.world_size,
         "wall_seconds": round(time.perf_counter() - start, 3),
         "source": {"name": dataset.name, "path": dataset.source_path, "sha256": dataset.checksum},
         "versions": versions(),
+        "code_sha256": code_digest("."),
     }
     stopped = watch.record() if watch is not None else None
     if stopped:
         meta["stopped"] = stopped
     syn = SyntheticSet(audio, frames, labels, list(dataset.classes), dataset.preprocessing, meta,
                        factor=getattr(config, "factor", 1))
-    if workdir is not None:
+    if folder is not None:
         if group.leader:
-            syn.save(workdir / SYNTHETIC_FILE)
+            syn.save(folder.synthetic)
         group.barrier()  # every process keeps its checkpoint until the set is safely written
         if stopped:  # the checkpoint stays: a rerun with the same --out continues from it
             return syn
-        finish(group.rank_dir(workdir))
-        if group.world_size > 1:
-            with contextlib.suppress(OSError):  # e.g. a temporary file a killed save left behind
-                group.rank_dir(workdir).rmdir()
+        finish(folder, group)
     return syn
 
 
-__all__ = ["METHODS", "distill", "get_method"]
+def initial_set(dataset: AVDataset, spec: MethodSpec, ipc: int, config, seed: int) -> tuple[SyntheticSet, str]:
+    """The set a run of `spec` with `config` started from, and a sentence saying what it is: a synthesis method's
+    starting set (same seed, init, IDM factor and herding settings), else the random coreset of the seed and IPC."""
+    if spec.kind == "synthesis":
+        audio, frames, labels = starting_set(dataset, ipc, config, seed)
+        factor = config.factor
+        what = f"the method's initialisation (init={config.init}, factor {factor}, seed {seed})"
+    else:
+        random_set = distill(dataset, "random", ipc, seed, progress=False)
+        audio, frames, labels, factor = random_set.audio, random_set.frames, random_set.labels, 1
+        what = f"the random coreset of seed {seed}"
+    return SyntheticSet(audio, frames, labels, list(dataset.classes), dataset.preprocessing,
+                        {"what": what, "versions": versions()}, factor=factor), what
+
+
+__all__ = ["METHODS", "distill", "get_method", "initial_set", "make_config"]

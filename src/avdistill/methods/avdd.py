@@ -29,47 +29,41 @@ Ablation rows of the paper as options: random init (``--init real --factor 1 --l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
+from avdistill.config import option, redefault
 from avdistill.errors import ConfigError
-from avdistill.methods.base import RunContext, option, register_method
-from avdistill.methods.factor import MAX_FACTOR
-from avdistill.methods.init import INITS
-from avdistill.methods.matching import ClassMeans, MeanMatchingConfig, mean_matching_loss, run_matching
+from avdistill.methods.base import RunContext, register_method
+from avdistill.methods.matching import ClassMeans, MeanMatchingConfig, distill_class_means, mean_matching_loss
 from avdistill.searchspace import log_uniform, one_of, uniform
 
 
 @dataclass
 class AVDDConfig(MeanMatchingConfig):
-    iterations: int = option(5000, "optimisation steps (AVDD: 5000)", minimum=1)
-    real_per_class: int = option(128, "real pairs per class embedded at every iteration (AVDD: 128)", minimum=1)
-    lr_audio: float = option(0.2, "SGD learning rate on the synthetic spectrograms (AVDD: 0.2)", above=0,
-                             search=log_uniform(0.01, 5))
-    lr_frames: float = option(0.2, "SGD learning rate on the synthetic frames (AVDD: 0.2)", above=0,
-                              search=log_uniform(0.01, 5))
-    init: str = option("herding", "initial synthetic set: 'herding' (AVDD), 'real' (random real pairs) or 'noise'",
-                         choices=INITS, search=one_of("herding", "real"))
-    factor: int = option(2, "IDM factor: each stored sample holds factor x factor downscaled samples (AVDD: 2)",
-                         minimum=1, maximum=MAX_FACTOR, search=one_of(1, 2))
+    iterations: int = redefault(MeanMatchingConfig, "iterations", 5000, "AVDD: 5000")
+    real_per_class: int = redefault(MeanMatchingConfig, "real_per_class", 128, "AVDD: 128")
+    lr_audio: float = redefault(MeanMatchingConfig, "lr_audio", 0.2, "AVDD: 0.2", search=log_uniform(0.01, 5))
+    lr_frames: float = redefault(MeanMatchingConfig, "lr_frames", 0.2, "AVDD: 0.2", search=log_uniform(0.01, 5))
+    init: str = redefault(MeanMatchingConfig, "init", "herding", "AVDD: herding", search=one_of("herding", "real"))
+    factor: int = redefault(MeanMatchingConfig, "factor", 2, "AVDD: 2")
     lam_jm: float = option(10.0, "weight of Joint Matching (AVDD: 10); equal to --lam-mgm it only rescales DM",
                            search=uniform(0, 20))
     lam_mgm: float = option(10.0, "weight of Modality Gap Matching (AVDD: 10); unequal to --lam-jm couples Δa and Δv",
                             search=uniform(0, 20))
 
-    # The paper's budget, and the CPU one: validation accuracy on av-digits-hard did not grow from 25 to 50
-    # iterations (benchmarks/budget.py, docs/TUNING.md); 100 keeps a run within minutes on 2 cores.
-    BUDGETS: ClassVar[dict[str, dict]] = {"paper": {"iterations": 5000, "real_per_class": 128},
-                                          "cpu": {"iterations": 100, "real_per_class": 64}}
 
-    # The paper's ablation rows as option overrides (`avdistill bench --ablations avdd` runs them).
-    ABLATIONS: ClassVar[dict[str, dict]] = {
-        "random init": {"init": "real", "factor": 1, "lam_jm": 0.0, "lam_mgm": 0.0},
-        "herding init": {"init": "herding", "factor": 1, "lam_jm": 0.0, "lam_mgm": 0.0},
-        "random init + factor": {"init": "real", "factor": 2, "lam_jm": 0.0, "lam_mgm": 0.0},
-        "herding + factor (base)": {"lam_jm": 0.0, "lam_mgm": 0.0},
-        "+ JM": {"lam_mgm": 0.0},
-        "+ JM + MGM (AVDD)": {},
-    }
+# The paper's ablation rows as option overrides (`avdistill bench --ablations avdd` runs them).
+ABLATIONS = {
+    "random init": {"init": "real", "factor": 1, "lam_jm": 0.0, "lam_mgm": 0.0},
+    "herding init": {"init": "herding", "factor": 1, "lam_jm": 0.0, "lam_mgm": 0.0},
+    "random init + factor": {"init": "real", "factor": 2, "lam_jm": 0.0, "lam_mgm": 0.0},
+    "herding + factor (base)": {"lam_jm": 0.0, "lam_mgm": 0.0},
+    "+ JM": {"lam_mgm": 0.0},
+    "+ JM + MGM (AVDD)": {},
+}
+
+# The paper's budget, and the CPU one: validation accuracy on av-digits-hard did not grow from 25 to 50
+# iterations (benchmarks/budget.py, docs/TUNING.md); 100 keeps a run within minutes on 2 cores.
+BUDGETS = {"paper": {"iterations": 5000, "real_per_class": 128}, "cpu": {"iterations": 100, "real_per_class": 64}}
 
 
 def avdd_loss(m: ClassMeans, lam_jm: float, lam_mgm: float) -> dict:
@@ -86,6 +80,6 @@ def avdd_loss(m: ClassMeans, lam_jm: float, lam_mgm: float) -> dict:
 
 
 @register_method("avdd", AVDDConfig, "AVDD: DM + joint and modality-gap matching, herding init, IDM factor",
-                 by_class=True)
+                 kind="synthesis", by_class=True, ablations=ABLATIONS, budgets=BUDGETS)
 def distill_avdd(dataset, ipc: int, cfg: AVDDConfig, run: RunContext):
-    return run_matching(dataset, ipc, cfg, run, lambda m: avdd_loss(m, cfg.lam_jm, cfg.lam_mgm), "avdd")
+    return distill_class_means(dataset, ipc, cfg, run, lambda m: avdd_loss(m, cfg.lam_jm, cfg.lam_mgm), "avdd")

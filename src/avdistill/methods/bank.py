@@ -3,8 +3,8 @@ split a feature into a common (cross-modal) and a private (per-modality) part. T
 (dataset, bank config) and cached on disk, so every later run, seed and IPC reuses it.
 
 Pretrained bank (the paper: trained, diverse encoders; recipe *open*). Entry k is an (audio,
-visual) encoder pair trained with the evaluation protocol (:func:`train_networks`: ensemble
-head, Adam, DSA) on the whole real training split, seeded by ``derive_seed(bank_seed, "bank", k)``
+visual) encoder pair trained with the evaluation protocol's recipe (:func:`train_networks`:
+ensemble head, Adam, DSA) on the whole real training split, seeded by ``derive_seed(bank_seed, "bank", k)``
 and stopped after ``epochs[k % len(epochs)]`` epochs: different seeds *and* stopping points give
 the diversity. ``kind="random"`` keeps the entries at their seeded random initialisation (the
 ablation "random bank"; the decouplers are still trained on their features).
@@ -33,90 +33,75 @@ The classifiers and decoders exist only for training and are not stored. ``decou
 (the ablation "no decoupling") trains nothing: common = private = the L2-normalised
 standardised feature.
 
-Cache: ``<root>/<dataset checksum[:16]>-<config hash[:12]>/`` holds ``entry{k}.safetensors``
-(state dicts: ``audio.*``, ``visual.*``, ``decoupler_audio.*``, ``decoupler_visual.*``) and
-``bank.json`` (config, dataset checksum, versions, per-entry training figures), written last and
-atomically: a folder without it is incomplete and is trained again. A dataset without a checksum
-(built in memory) has no identity, so its bank is trained in memory and never cached.
+Cache (:class:`avdistill.cache.TensorCache`, under ``bank_dir`` or the user cache): one
+safetensors file per entry (state dicts: ``audio.*``, ``visual.*``, ``decoupler_audio.*``,
+``decoupler_visual.*``; the entry's training figures in its header), keyed by the dataset checksum,
+the fields of :meth:`BankConfig.identity`, the encoder preset, and the version and source code
+that trains it. Entry k depends on k alone, so each is loaded or trained on its own. A dataset
+without a checksum (built in memory) has no identity, so its bank is trained in memory and never
+cached.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from avdistill.cache import TensorCache
+from avdistill.config import option
 from avdistill.data.dataset import AVDataset
-from avdistill.errors import ConfigError, DataError
-from avdistill.evaluation.protocol import EvalConfig, train_networks
-from avdistill.io import atomic_path, user_cache_dir, versions, write_json
-from avdistill.methods.features import embed_train_pairs
+from avdistill.files import user_cache_dir, versions
+from avdistill.methods.coreset import embed_train_pairs
 from avdistill.models import get_encoders
 from avdistill.seeding import derive_seed, generator
+from avdistill.training import TrainConfig, train_networks
 
 BANK_KINDS = ("pretrained", "random")
 DECOUPLERS = ("mlp", "linear", "none")
-BANK_FILE = "bank.json"
+# The source files a bank depends on (a change to any of them trains it again).
+BANK_CODE = ("models", "augment", "training.py", "seeding.py", "data/dataset.py", "methods/coreset.py",
+             "methods/bank.py")
 
 
-@dataclass(frozen=True)
+@dataclass
 class BankConfig:
-    """Everything that decides a bank's contents (and hence its cache folder)."""
+    """Everything that decides a bank's contents besides the data and the encoder preset (DAVDD's options)."""
 
-    kind: str = "pretrained"
-    size: int = 4
-    epochs: tuple[int, ...] = (3, 4, 6, 8)
-    seed: int = 0
-    encoder: str = "small"
-    decoupler: str = "mlp"
-    common_dim: int = 64
-    private_dim: int = 64
-    hidden: int = 256
-    decoupler_epochs: int = 30
-    temperature: float = 0.1
-    w_orth: float = 1.0
-    w_cls: float = 1.0
-    w_rec: float = 1.0
-
-    def check(self) -> None:
-        if self.kind not in BANK_KINDS:
-            raise ConfigError(f"--bank must be one of {', '.join(BANK_KINDS)}, got {self.kind!r}")
-        if self.decoupler not in DECOUPLERS:
-            raise ConfigError(f"--decoupler must be one of {', '.join(DECOUPLERS)}, got {self.decoupler!r}")
-        if self.size < 1:
-            raise ConfigError(f"--bank-size must be >= 1, got {self.size}")
-        if not self.epochs or min(self.epochs) < 1:
-            raise ConfigError(f"--bank-epochs must be a list of epochs >= 1, got {self.epochs}")
-        if min(self.common_dim, self.private_dim, self.hidden, self.decoupler_epochs) < 1:
-            raise ConfigError("--common-dim, --private-dim, --decoupler-hidden and --decoupler-epochs must be >= 1")
-        if self.temperature <= 0:
-            raise ConfigError(f"--nce-temperature must be > 0, got {self.temperature}")
+    bank: str = option("pretrained", "bank encoders: 'pretrained' (trained on the real training split) or 'random'",
+                       choices=BANK_KINDS)
+    bank_size: int = option(4, "K: encoder pairs in the bank", minimum=1)
+    bank_epochs: tuple[int, ...] = option((3, 4, 6, 8), "training epochs of bank entry k: the (k mod len)-th value",
+                                          nonempty=True, each={"minimum": 1})
+    bank_seed: int = option(0, "seed of the bank (not the run seed: one bank serves every run and IPC)")
+    decoupler: str = option("mlp", "decoupler heads: 'mlp' (Linear-ReLU-Linear), 'linear', or 'none' (no split)",
+                            choices=DECOUPLERS)
+    common_dim: int = option(64, "size of a common part", minimum=1)
+    private_dim: int = option(64, "size of a private part", minimum=1)
+    decoupler_hidden: int = option(256, "hidden units of an 'mlp' decoupler head", minimum=1)
+    decoupler_epochs: int = option(30, "epochs of decoupler training on the real training features", minimum=1)
+    nce_temperature: float = option(0.1, "decoupler training: InfoNCE temperature of the common-part alignment",
+                                    above=0)
+    w_orth: float = option(1.0, "decoupler training: weight of the common/private decorrelation loss")
+    w_cls: float = option(1.0, "decoupler training: weight of the private-part classification loss")
+    w_rec: float = option(1.0, "decoupler training: weight of the feature reconstruction loss")
 
     def identity(self) -> dict:
         """The fields that shape the bank: a random bank ignores the training epochs, no decoupler its settings."""
         d = dataclasses.asdict(self)
-        if self.kind == "random":
-            d.pop("epochs")
+        if self.bank == "random":
+            d.pop("bank_epochs")
         if self.decoupler == "none":
-            for name in ("common_dim", "private_dim", "hidden", "decoupler_epochs", "temperature",
+            for name in ("common_dim", "private_dim", "decoupler_hidden", "decoupler_epochs", "nce_temperature",
                          "w_orth", "w_cls", "w_rec"):
                 d.pop(name)
         return d
-
-
-def bank_folder(root: Path, dataset: AVDataset, cfg: BankConfig) -> Path:
-    digest = hashlib.sha256(json.dumps(cfg.identity(), sort_keys=True).encode()).hexdigest()[:12]
-    return root / f"{dataset.checksum[:16]}-{digest}"
 
 
 def _head(dim: int, out: int, shape: str, hidden: int) -> nn.Module:
@@ -134,8 +119,10 @@ class Decoupler(nn.Module):
         self.register_buffer("std", torch.ones(dim))
         self.identity = cfg.decoupler == "none"
         self.common_dim = dim if self.identity else cfg.common_dim
-        self.common = nn.Identity() if self.identity else _head(dim, cfg.common_dim, cfg.decoupler, cfg.hidden)
-        self.private = nn.Identity() if self.identity else _head(dim, cfg.private_dim, cfg.decoupler, cfg.hidden)
+        self.common = nn.Identity() if self.identity else _head(dim, cfg.common_dim, cfg.decoupler,
+                                                                cfg.decoupler_hidden)
+        self.private = nn.Identity() if self.identity else _head(dim, cfg.private_dim, cfg.decoupler,
+                                                                 cfg.decoupler_hidden)
 
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
@@ -213,10 +200,10 @@ def train_decouplers(features_audio: torch.Tensor, features_visual: torch.Tensor
                 common, private = dec(feats[idx])
                 commons.append(common)
                 terms["orth"] = terms["orth"] + cross_correlation(common, private)
-                terms["cls"] = terms["cls"] + F.cross_entropy(classify[m](private) / cfg.temperature, labels[idx])
+                terms["cls"] = terms["cls"] + F.cross_entropy(classify[m](private) / cfg.nce_temperature, labels[idx])
                 rec = decode[m](torch.cat([common, private], dim=1))
                 terms["rec"] = terms["rec"] + F.mse_loss(rec, dec.standardise(feats[idx]))
-            terms["align"] = info_nce(commons[0], commons[1], cfg.temperature)
+            terms["align"] = info_nce(commons[0], commons[1], cfg.nce_temperature)
             loss = terms["align"] + cfg.w_orth * terms["orth"] + cfg.w_cls * terms["cls"] + cfg.w_rec * terms["rec"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -226,17 +213,16 @@ def train_decouplers(features_audio: torch.Tensor, features_visual: torch.Tensor
     return dec_a, dec_v, {name: round(value, 5) for name, value in sums.items()}
 
 
-def _train_entry(dataset: AVDataset, cfg: BankConfig, k: int) -> tuple[BankEntry, dict]:
-    seed = derive_seed(cfg.seed, "bank", k)
+def _train_entry(dataset: AVDataset, cfg: BankConfig, encoder: str, k: int) -> tuple[BankEntry, dict]:
+    seed = derive_seed(cfg.bank_seed, "bank", k)
     prep = dataset.preprocessing
     start = time.perf_counter()
-    if cfg.kind == "pretrained":
-        epochs = cfg.epochs[k % len(cfg.epochs)]
-        f_audio, f_visual, _ = train_networks(dataset.train, dataset, EvalConfig(epochs=epochs, encoder=cfg.encoder),
-                                              seed)
+    if cfg.bank == "pretrained":
+        epochs = cfg.bank_epochs[k % len(cfg.bank_epochs)]
+        f_audio, f_visual, _ = train_networks(dataset.train, dataset, TrainConfig(epochs=epochs, encoder=encoder), seed)
     else:
         epochs = 0
-        f_audio, f_visual = get_encoders(cfg.encoder, prep.audio_shape, prep.frame_shape, seed)
+        f_audio, f_visual = get_encoders(encoder, prep.audio_shape, prep.frame_shape, seed)
     features_audio, features_visual = embed_train_pairs(f_audio, f_visual, dataset)
     encoder_seconds = time.perf_counter() - start
     dec_a, dec_v, losses = train_decouplers(features_audio, features_visual, dataset.train.labels,
@@ -246,11 +232,11 @@ def _train_entry(dataset: AVDataset, cfg: BankConfig, k: int) -> tuple[BankEntry
     return BankEntry(f_audio, f_visual, dec_a, dec_v), info
 
 
-def _empty_entry(dataset: AVDataset, cfg: BankConfig) -> BankEntry:
+def _empty_entry(dataset: AVDataset, cfg: BankConfig, encoder: str) -> BankEntry:
     """Modules of the right shapes for loading a stored entry (their initial weights are overwritten)."""
     prep = dataset.preprocessing
     with torch.random.fork_rng(devices=[]):  # leave the global RNG untouched
-        f_audio, f_visual = get_encoders(cfg.encoder, prep.audio_shape, prep.frame_shape)
+        f_audio, f_visual = get_encoders(encoder, prep.audio_shape, prep.frame_shape)
         return BankEntry(f_audio, f_visual, Decoupler(f_audio.embed_dim, cfg), Decoupler(f_visual.embed_dim, cfg))
 
 
@@ -259,12 +245,7 @@ def _state(entry: BankEntry) -> dict[str, torch.Tensor]:
             for name, module in entry.modules().items() for key, value in module.state_dict().items()}
 
 
-def _load_entry(dataset: AVDataset, cfg: BankConfig, path: Path) -> BankEntry:
-    try:
-        tensors = load_file(str(path))
-    except (OSError, SafetensorError) as exc:
-        raise DataError(path, f"unreadable bank entry ({exc}); delete {path.parent} to retrain the bank") from None
-    entry = _empty_entry(dataset, cfg)
+def _load_state(entry: BankEntry, tensors: dict[str, torch.Tensor]) -> BankEntry:
     for name, module in entry.modules().items():
         prefix = f"{name}."
         module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
@@ -274,36 +255,33 @@ def _load_entry(dataset: AVDataset, cfg: BankConfig, path: Path) -> BankEntry:
 @dataclass
 class Bank:
     entries: list[BankEntry]
-    folder: Path | None
     info: dict
 
     def __len__(self) -> int:
         return len(self.entries)
 
 
-def load_or_train_bank(dataset: AVDataset, cfg: BankConfig, root: Path | None = None, device: str = "cpu",
-                       progress: bool = False) -> Bank:
-    """The bank of `cfg` for `dataset`: loaded from its cache folder under `root`, or trained and cached there."""
-    cfg.check()
-    folder = bank_folder(root or user_cache_dir("davdd-banks"), dataset, cfg) if dataset.checksum else None
-    if folder is not None and (folder / BANK_FILE).exists():
-        info = json.loads((folder / BANK_FILE).read_text())
-        if info.get("config") != json.loads(json.dumps(cfg.identity())) or info.get("dataset_sha256") != dataset.checksum:
-            raise DataError(folder / BANK_FILE, "belongs to another bank config or dataset; delete the folder")
-        entries = [_load_entry(dataset, cfg, folder / f"entry{k}.safetensors") for k in range(cfg.size)]
-        return Bank([e.freeze(device) for e in entries], folder, info)
-    start = time.perf_counter()
+def bank_cache(dataset: AVDataset, cfg: BankConfig, encoder: str, root: Path | None = None) -> TensorCache:
+    """Where the bank of `cfg` for `dataset` is cached (off for a dataset without a checksum)."""
+    return TensorCache("davdd-bank", {"dataset": dataset.checksum, "config": cfg.identity(), "encoder": encoder},
+                       BANK_CODE, (root or user_cache_dir("davdd-banks")) if dataset.checksum else None)
+
+
+def load_or_train_bank(dataset: AVDataset, cfg: BankConfig, encoder: str = "small", root: Path | None = None,
+                       device: str = "cpu", progress: bool = False) -> Bank:
+    """The bank of `cfg` for `dataset`: each entry loaded from the cache under `root`, or trained and cached there."""
+    cache = bank_cache(dataset, cfg, encoder, root)
     entries, infos = [], []
-    for k in tqdm(range(cfg.size), desc="davdd bank", disable=not progress, dynamic_ncols=True):
-        entry, info = _train_entry(dataset, cfg, k)
-        entries.append(entry)
+    for k in tqdm(range(cfg.bank_size), desc="davdd bank", disable=not progress, dynamic_ncols=True):
+        trained: list[BankEntry] = []
+
+        def train(k=k):
+            entry, info = _train_entry(dataset, cfg, encoder, k)
+            trained.append(entry)
+            return _state(entry), {**info, "dataset": dataset.name, "versions": versions()}
+
+        state, info = cache.get(f"entry{k}", train)
+        entries.append(trained[0] if trained else _load_state(_empty_entry(dataset, cfg, encoder), state))
         infos.append(info)
-        if folder is not None:
-            with atomic_path(folder / f"entry{k}.safetensors") as tmp:
-                save_file(_state(entry), str(tmp), metadata={"entry": str(k), "seed": str(info["seed"]),
-                                                            "epochs": str(info["epochs"])})
-    info = {"config": cfg.identity(), "dataset": dataset.name, "dataset_sha256": dataset.checksum,
-            "seconds": round(time.perf_counter() - start, 2), "entries": infos, "versions": versions()}
-    if folder is not None:
-        write_json(folder / BANK_FILE, info)
-    return Bank([e.freeze(device) for e in entries], folder, info)
+    return Bank([e.freeze(device) for e in entries], {"config": cfg.identity(), "encoder": encoder,
+                                                      "dataset_sha256": dataset.checksum, "entries": infos})

@@ -41,18 +41,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from avdistill.config import nested, option, redefault
 from avdistill.errors import ConfigError
-from avdistill.methods.bank import BANK_KINDS, DECOUPLERS, Bank, BankConfig, BankEntry, load_or_train_bank
-from avdistill.methods.base import RunContext, option, register_method
-from avdistill.methods.factor import MAX_FACTOR
-from avdistill.methods.init import INITS
-from avdistill.methods.matching import (Embeddings, MatchingConfig, MeanMatcher, class_means, mean_matching_loss,
-                                        optimise_matching)
+from avdistill.methods.bank import Bank, BankConfig, BankEntry, load_or_train_bank
+from avdistill.methods.base import RunContext, register_method
+from avdistill.methods.matching import (Embeddings, MatchingConfig, MeanMatcher, class_means, distill_matching,
+                                        mean_matching_loss)
 from avdistill.searchspace import log_uniform, one_of, uniform
 from avdistill.seeding import generator
 
@@ -61,34 +59,16 @@ TERMS = ("private", "cim", "sample", "dist")
 
 @dataclass
 class DAVDDConfig(MatchingConfig):
-    iterations: int = option(5000, "optimisation steps (AVDD's preset: 5000)", minimum=1)
-    real_per_class: int = option(128, "real pairs per class embedded at every iteration (AVDD's preset: 128)",
-                                 minimum=1)
-    lr_audio: float = option(8.0, "SGD learning rate on the synthetic spectrograms (calibrated to AVDD's step size)",
-                             above=0, search=log_uniform(0.5, 50))
-    lr_frames: float = option(8.0, "SGD learning rate on the synthetic frames (calibrated to AVDD's step size)",
-                              above=0, search=log_uniform(0.5, 50))
-    init: str = option("herding", "initial synthetic set: 'herding' (as AVDD), 'real' (random real pairs) or 'noise'",
-                       choices=INITS, search=one_of("herding", "real"))
-    factor: int = option(2, "IDM factor: each stored sample holds factor x factor downscaled samples (as AVDD: 2)",
-                         minimum=1, maximum=MAX_FACTOR, search=one_of(1, 2))
-    bank: str = option("pretrained", "bank encoders: 'pretrained' (trained on the real training split) or 'random'",
-                       choices=BANK_KINDS)
-    bank_size: int = option(4, "K: encoder pairs in the bank", minimum=1)
-    bank_epochs: tuple[int, ...] = option((3, 4, 6, 8), "training epochs of bank entry k: the (k mod len)-th value")
-    bank_seed: int = option(0, "seed of the bank (not the run seed: one bank serves every run and IPC)")
+    iterations: int = redefault(MatchingConfig, "iterations", 5000, "AVDD's preset: 5000")
+    real_per_class: int = redefault(MatchingConfig, "real_per_class", 128, "AVDD's preset: 128")
+    lr_audio: float = redefault(MatchingConfig, "lr_audio", 8.0, "calibrated to AVDD's step size",
+                                search=log_uniform(0.5, 50))
+    lr_frames: float = redefault(MatchingConfig, "lr_frames", 8.0, "calibrated to AVDD's step size",
+                                 search=log_uniform(0.5, 50))
+    init: str = redefault(MatchingConfig, "init", "herding", "as AVDD", search=one_of("herding", "real"))
+    factor: int = redefault(MatchingConfig, "factor", 2, "as AVDD")
+    bank: BankConfig = nested(BankConfig)
     bank_dir: str = option("", "bank cache folder ('': $XDG_CACHE_HOME or ~/.cache, then avdistill/davdd-banks)")
-    decoupler: str = option("mlp", "decoupler heads: 'mlp' (Linear-ReLU-Linear), 'linear', or 'none' (no split)",
-                            choices=DECOUPLERS)
-    common_dim: int = option(64, "size of a common part", minimum=1)
-    private_dim: int = option(64, "size of a private part", minimum=1)
-    decoupler_hidden: int = option(256, "hidden units of an 'mlp' decoupler head", minimum=1)
-    decoupler_epochs: int = option(30, "epochs of decoupler training on the real training features", minimum=1)
-    nce_temperature: float = option(0.1, "decoupler training: InfoNCE temperature of the common-part alignment",
-                                    above=0)
-    w_orth: float = option(1.0, "decoupler training: weight of the common/private decorrelation loss")
-    w_cls: float = option(1.0, "decoupler training: weight of the private-part classification loss")
-    w_rec: float = option(1.0, "decoupler training: weight of the feature reconstruction loss")
     lam_private: float = option(1.0, "weight of per-modality private-part matching (0: off)", search=uniform(0, 3))
     lam_cim: float = option(1.0, "weight of Common Intermodal Matching (0: off)", search=uniform(0, 3))
     lam_sample: float = option(1.0, "weight of sample-level pair alignment of common parts (0: off)",
@@ -98,16 +78,9 @@ class DAVDDConfig(MatchingConfig):
     ema_momentum: float = option(0.9, "momentum m of the EMA prototypes: P <- m P + (1 - m) batch mean",
                                  minimum=0, below=1)
 
-    # AVDD's preset, and the CPU budget set like AVDD's (the same loop and real batch; not measured for DAVDD).
-    BUDGETS: ClassVar[dict[str, dict]] = {"paper": {"iterations": 5000, "real_per_class": 128},
-                                          "cpu": {"iterations": 100, "real_per_class": 64}}
 
-
-def bank_config(cfg: DAVDDConfig) -> BankConfig:
-    return BankConfig(kind=cfg.bank, size=cfg.bank_size, epochs=tuple(cfg.bank_epochs), seed=cfg.bank_seed,
-                      encoder=cfg.encoder, decoupler=cfg.decoupler, common_dim=cfg.common_dim,
-                      private_dim=cfg.private_dim, hidden=cfg.decoupler_hidden, decoupler_epochs=cfg.decoupler_epochs,
-                      temperature=cfg.nce_temperature, w_orth=cfg.w_orth, w_cls=cfg.w_cls, w_rec=cfg.w_rec)
+# AVDD's preset, and the CPU budget set like AVDD's (the same loop and real batch; not measured for DAVDD).
+BUDGETS = {"paper": {"iterations": 5000, "real_per_class": 128}, "cpu": {"iterations": 100, "real_per_class": 64}}
 
 
 def weights(cfg: DAVDDConfig) -> dict[str, float]:
@@ -115,8 +88,7 @@ def weights(cfg: DAVDDConfig) -> dict[str, float]:
     return {name: w for name in TERMS if (w := getattr(cfg, f"lam_{name}")) > 0}
 
 
-def check_config(cfg: DAVDDConfig) -> None:
-    bank_config(cfg).check()
+def check_terms(cfg: DAVDDConfig) -> None:
     if not weights(cfg):
         raise ConfigError("every DAVDD term is switched off (--lam-private, --lam-cim, --lam-sample, --lam-dist "
                           "are all 0): nothing to optimise")
@@ -208,7 +180,7 @@ def entry_index(seed: int, iteration: int, entries: int) -> int:
 
 
 def davdd_step(bank: Bank, prototypes: Prototypes, lam: dict[str, float], seed: int):
-    """The per-iteration loss for :func:`optimise_matching` (the matcher's encoders come from the same entry),
+    """The per-iteration loss for :func:`distill_matching` (the matcher's encoders come from the same entry),
     over the matcher's classes: every term is a sum over classes and each prototype belongs to one class, so a
     process of a multi-process run keeps only its classes' prototypes (:mod:`avdistill.distributed`)."""
     def step(matcher: MeanMatcher, iteration: int, audio: torch.Tensor, frames: torch.Tensor) -> dict:
@@ -221,13 +193,13 @@ def davdd_step(bank: Bank, prototypes: Prototypes, lam: dict[str, float], seed: 
 
 def prepare_bank(dataset, cfg: DAVDDConfig, device: str = "cpu", progress: bool = False) -> Bank:
     """The run's bank, trained on first use and cached (also lets a benchmark train it outside timed runs)."""
-    check_config(cfg)
-    return load_or_train_bank(dataset, bank_config(cfg), Path(cfg.bank_dir) if cfg.bank_dir else None, device,
+    return load_or_train_bank(dataset, cfg.bank, cfg.encoder, Path(cfg.bank_dir) if cfg.bank_dir else None, device,
                               progress)
 
 
 @register_method("davdd", DAVDDConfig, "DAVDD (reconstruction): pretrained + decoupler banks, private matching, "
-                                       "common intermodal matching, sample/distribution alignment", by_class=True)
+                                       "common intermodal matching, sample/distribution alignment",
+                 kind="synthesis", by_class=True, budgets=BUDGETS, validate=check_terms)
 def distill_davdd(dataset, ipc: int, cfg: DAVDDConfig, run: RunContext):
     bank = prepare_bank(dataset, cfg, run.device, run.progress)
     lam = weights(cfg)
@@ -236,5 +208,5 @@ def distill_davdd(dataset, ipc: int, cfg: DAVDDConfig, run: RunContext):
                             run.device)
     step = davdd_step(bank, prototypes, lam, run.seed)
     encoders = lambda iteration: bank.entries[entry_index(run.seed, iteration, len(bank))].encoders  # noqa: E731
-    return optimise_matching(dataset, ipc, cfg, run, step, "davdd", encoders=encoders, state=prototypes.state)
+    return distill_matching(dataset, ipc, cfg, run, step, "davdd", encoders=encoders, state=prototypes.state)
 

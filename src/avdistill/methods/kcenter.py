@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 
 from avdistill.methods.base import RunContext, register_method
-from avdistill.methods.features import real_pairs, select_by_class, train_features
-from avdistill.methods.herding import CoresetConfig
+from avdistill.methods.coreset import CoresetConfig, real_pairs, select_by_class, train_features
 
 
 def k_center(features: torch.Tensor, n: int) -> torch.Tensor:
@@ -27,7 +26,8 @@ def k_center(features: torch.Tensor, n: int) -> torch.Tensor:
     return torch.tensor(picked, dtype=torch.long)
 
 
-@register_method("kcenter", CoresetConfig, "K-center greedy coreset: real pairs that cover each class's features")
+@register_method("kcenter", CoresetConfig, "K-center greedy coreset: real pairs that cover each class's features",
+                 kind="coreset")
 def select_kcenter(dataset, ipc: int, cfg: CoresetConfig, run: RunContext):
     features = train_features(dataset, cfg.space, cfg.encoder, cfg.feature_epochs, run.seed, run.progress)
     return real_pairs(dataset, select_by_class(dataset, ipc * cfg.factor * cfg.factor, features, k_center), cfg.factor)

@@ -11,36 +11,35 @@ all per-iteration randomness is derived from (seed, iteration), a run resumed fr
 continues exactly as if it had never stopped.
 
 In a multi-process run (``group``, :mod:`avdistill.distributed`) each process optimises its
-classes' rows and keeps its own checkpoint in ``workdir/rank-K/``; the logged terms are the sums
+classes' rows and keeps its own checkpoint in ``rank-K/`` of the run folder; the logged terms are the sums
 over the processes (the whole set's loss), and rank 0 alone writes the log and the progress bar.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from avdistill.data.storage import tensor_digests, verify_digests
 from avdistill.distributed import Group
 from avdistill.errors import ConfigError, DataError
-from avdistill.io import atomic_path
+from avdistill.files import atomic_path
 from avdistill.methods.watch import Watch
-
-CHECKPOINT = "checkpoint.safetensors"
-LOSS_LOG = "losses.jsonl"
+from avdistill.run_folder import RunFolder
 
 LossTerms = Callable[[int, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 
 
 def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: LossTerms, *, iterations: int,
                        lr_audio: float, lr_frames: float, momentum: float, fingerprint: str,
-                       workdir: Path | None = None, checkpoint_every: int = 50, progress: bool = True,
+                       folder: RunFolder | None = None, checkpoint_every: int = 50, progress: bool = True,
                        desc: str = "distill", extra: dict[str, tuple[torch.Tensor, float]] | None = None,
                        state: dict[str, torch.Tensor] | None = None,
                        group: Group = Group(), watch: Watch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,11 +63,11 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
     learnable = {"audio": audio, "frames": frames, **{f"extra.{name}": t for name, (t, _) in extra.items()}}
     state = state or {}
     start = 0
-    log_path = workdir / LOSS_LOG if workdir is not None and group.leader else None
-    if workdir is not None:
-        checkpoints = group.rank_dir(workdir)
-        checkpoints.mkdir(parents=True, exist_ok=True)
-        start = group.agree(_resume(checkpoints, fingerprint, learnable, optimizer, state),
+    log_path = folder.losses if folder is not None and group.leader else None
+    if folder is not None:
+        checkpoint = folder.checkpoint(group.rank, group.world_size)
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        start = group.agree(_resume(checkpoint, fingerprint, learnable, optimizer, state),
                             "the iteration to resume from (delete the rank-K checkpoints to start over)")
         if log_path:
             _truncate_log(log_path, start)
@@ -90,10 +89,10 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
                 log.write(json.dumps({"iteration": iteration, **values}) + "\n")
             done = iteration + 1
             stop = watch is not None and watch.after(done, iterations, checkpoint_every, audio.detach(), frames.detach())
-            if workdir is not None and (done % checkpoint_every == 0) and done < iterations:
+            if folder is not None and (done % checkpoint_every == 0) and done < iterations:
                 if log:
                     log.flush()
-                _save_checkpoint(checkpoints, fingerprint, done, learnable, optimizer, state)
+                _save_checkpoint(checkpoint, fingerprint, done, learnable, optimizer, state)
             if stop:
                 break
     finally:
@@ -102,13 +101,16 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
     return audio.detach(), frames.detach()
 
 
-def finish(workdir: Path | None) -> None:
-    """Drop the checkpoint once the final output is safely written."""
-    if workdir is not None:
-        (workdir / CHECKPOINT).unlink(missing_ok=True)
+def finish(folder: RunFolder, group: Group = Group()) -> None:
+    """Drop this process's checkpoint (and its rank-K folder) once the final output is safely written."""
+    checkpoint = folder.checkpoint(group.rank, group.world_size)
+    checkpoint.unlink(missing_ok=True)
+    if group.world_size > 1:
+        with contextlib.suppress(OSError):  # e.g. a temporary file a killed save left behind
+            checkpoint.parent.rmdir()
 
 
-def _save_checkpoint(workdir: Path, fingerprint: str, done: int, learnable: dict[str, torch.Tensor],
+def _save_checkpoint(path: Path, fingerprint: str, done: int, learnable: dict[str, torch.Tensor],
                      optimizer, state: dict[str, torch.Tensor]) -> None:
     tensors = {name: param.detach().cpu() for name, param in learnable.items()}
     tensors.update({f"state.{name}": value.detach().cpu().contiguous() for name, value in state.items()})
@@ -116,18 +118,15 @@ def _save_checkpoint(workdir: Path, fingerprint: str, done: int, learnable: dict
         buffer = optimizer.state.get(param, {}).get("momentum_buffer")
         if buffer is not None:
             tensors[f"momentum.{name}"] = buffer.cpu()
-    with atomic_path(workdir / CHECKPOINT) as tmp:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"fingerprint": fingerprint, "iterations_done": str(done),
                                                "sha256": json.dumps(tensor_digests(tensors))})
 
 
-def _resume(workdir: Path, fingerprint: str, learnable: dict[str, torch.Tensor], optimizer,
+def _resume(path: Path, fingerprint: str, learnable: dict[str, torch.Tensor], optimizer,
             state: dict[str, torch.Tensor]) -> int:
-    path = workdir / CHECKPOINT
     if not path.exists():
         return 0
-    from safetensors import SafetensorError, safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

@@ -8,7 +8,8 @@ augmentation); augment real and synthetic with the *same* DSA draw (one seed per
 shared by real/synthetic and both modalities, as in AVDD); return the per-class mean
 embeddings of all four (or the per-sample embeddings, :meth:`MeanMatcher.embed`). Methods differ
 only in the loss they build from those, then share the initialisation and the optimisation loop
-(:func:`run_matching`, or :func:`optimise_matching` for losses beyond class means).
+(:func:`distill_class_means` for losses of the class means alone, :func:`distill_matching` for
+losses that read the per-sample embeddings or bring their own encoders).
 """
 
 from __future__ import annotations
@@ -16,63 +17,37 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 
-from avdistill.augment import DEFAULT_STRATEGY, DSA
+from avdistill.augment import DSA
+from avdistill.config import option
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError
-from avdistill.methods.base import RunContext, option
-from avdistill.methods.factor import MAX_FACTOR, expand, expand_labels
-from avdistill.methods.features import SPACES
-from avdistill.methods.init import INITS, HerdingFeatures, initial_synthetic
+from avdistill.factor import expand, expand_labels
+from avdistill.files import user_cache_dir
+from avdistill.methods.base import RunContext
 from avdistill.methods.loop import optimise_synthetic
-from avdistill.methods.realstats import (CPU_CHUNK, PRECISIONS, RealStatistics, autocast, check_chunk, class_means,
-                                         encode)
-from avdistill.io import user_cache_dir
-from avdistill.models import PRESETS, uses_batch_statistics
-from avdistill.searchspace import log_uniform, one_of, uniform
-from avdistill.seeding import derive_seed, generator
+from avdistill.methods.real_means import (CPU_CHUNK, PRECISIONS, RealMeans, RealSampler, autocast, check_chunk,
+                                          class_means, encode)
+from avdistill.methods.synthesis import SynthesisConfig, starting_set
+from avdistill.models import uses_batch_statistics
+from avdistill.seeding import derive_seed
 
 
 @dataclass
-class MatchingConfig:
+class MatchingConfig(SynthesisConfig):
     """Options every distribution-matching method has; defaults are DM's for AV-Digits on a CPU."""
 
-    iterations: int = option(300, "optimisation steps (the DM paper uses 20000; 300 suffices for AV-Digits on CPU)",
-                             minimum=1)
-    real_per_class: int = option(64, "real pairs per class embedded at every iteration (DM paper: 256)", minimum=1)
-    lr_audio: float = option(1.0, "SGD learning rate on the synthetic spectrograms (DM: 1.0)", above=0,
-                             search=log_uniform(0.05, 20))
-    lr_frames: float = option(1.0, "SGD learning rate on the synthetic frames (DM: 1.0)", above=0,
-                              search=log_uniform(0.05, 20))
-    momentum: float = option(0.5, "SGD momentum (DM: 0.5)", minimum=0, below=1, search=uniform(0, 0.9))
-    init: str = option("real", "initial synthetic set: 'real' (random real pairs), 'herding' or 'noise' (Gaussian)",
-                         choices=INITS, search=one_of("real", "herding"))
-    factor: int = option(1, "IDM factor: each stored sample holds factor x factor downscaled samples (1: off)",
-                         minimum=1, maximum=MAX_FACTOR, search=one_of(1, 2))
-    herding_space: str = option("av", f"features herding init ranks by: {', '.join(SPACES)}", choices=SPACES)
-    herding_epochs: int = option(10, "epochs of training the herding-init feature networks on the real training split",
-                                minimum=1)
-    encoder: str = option("small", "encoder preset: 'small' (CPU, small inputs) or 'avdd' (the paper's ConvNets)",
-                          choices=tuple(PRESETS))
-    augment: str = option(DEFAULT_STRATEGY, "DSA ops joined by '_', or 'none'", check=DSA)
-    checkpoint_every: int = option(50, "iterations between checkpoints (resume after interruption)", minimum=1)
+    real_per_class: int = option(64, "real pairs per class embedded at every iteration", "DM paper: 256", minimum=1)
     chunk: int = option(0, "samples per encoder call; the result is the same, only the speed changes (0: automatic, "
                            f"{CPU_CHUNK} on a CPU, where small slices stay in cache, the whole batch on a GPU)",
                         minimum=0, check=check_chunk)
 
-    # Budgets (`--budget`, :mod:`avdistill.methods.budgets`): DM's paper (20000 iterations, 256 real pairs per
-    # class) and the CPU budget, DM's earlier CPU defaults (docs/TUNING.md).
-    BUDGETS: ClassVar[dict[str, dict]] = {"paper": {"iterations": 20000, "real_per_class": 256},
-                                          "cpu": {"iterations": 300, "real_per_class": 64}}
-
-
 @dataclass
 class MeanMatchingConfig(MatchingConfig):
     """Options of the methods whose loss reads only class means under random encoders (DM, AVDD):
-    their real side can be computed once per draw and reused (:mod:`avdistill.methods.realstats`)."""
+    their real side can be computed once per draw and reused (:mod:`avdistill.methods.real_means`)."""
 
     draws: int = option(0, "distinct random (encoder, augmentation, real batch) draws, cycled; each draw's real "
                            "class means are computed once (0: a fresh draw every iteration, as DM and AVDD)",
@@ -82,31 +57,6 @@ class MeanMatchingConfig(MatchingConfig):
     precision: str = option("fp32", "encoder passes in 'fp32' or 'bf16' autocast (mixed precision: class means, "
                                     "loss and the synthetic set stay float32; meant for GPUs)",
                             choices=PRECISIONS)
-
-
-class RealSampler:
-    """Draws a seeded batch of real training pairs per class, normalised for the encoders.
-
-    `classes` (default: all) is the subset to return, e.g. one process's share
-    (:mod:`avdistill.distributed`), labelled 0..len-1 in that order. Every class's permutation is
-    still drawn, in class order, so each class gets the same pairs as in the full batch.
-    """
-
-    def __init__(self, dataset: AVDataset, per_class: int, device: str = "cpu", classes: list[int] | None = None):
-        self.dataset = dataset
-        self.per_class = per_class
-        self.device = device
-        self.class_indices = dataset.train.class_indices(dataset.num_classes)
-        self.classes = list(range(dataset.num_classes)) if classes is None else classes
-
-    def sample(self, seed: int, iteration: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(audio, frames, labels): up to `per_class` pairs of each of its classes, without replacement."""
-        g = generator(seed, "real_batch", iteration)
-        picks = [idx[torch.randperm(len(idx), generator=g)[: self.per_class]] for idx in self.class_indices]
-        picks = [picks[c] for c in self.classes]
-        audio, frames, _ = self.dataset.model_inputs(self.dataset.train.subset(torch.cat(picks)))
-        labels = torch.arange(len(picks)).repeat_interleave(torch.tensor([len(p) for p in picks]))
-        return audio.to(self.device), frames.to(self.device), labels.to(self.device)
 
 
 def mean_matching_loss(real_means: torch.Tensor, syn_means: torch.Tensor) -> torch.Tensor:
@@ -143,7 +93,7 @@ class MeanMatcher:
     """One matching step of the DM family (see the module docstring); a pure function of (seed, iteration).
 
     With random encoders (DM, AVDD: `cfg` a :class:`MeanMatchingConfig`) the real class means come
-    from :class:`RealStatistics`, computed once per draw; with encoders from elsewhere (DAVDD's
+    from :class:`RealMeans`, computed once per draw; with encoders from elsewhere (DAVDD's
     bank) both halves are embedded at every step (:meth:`embed`).
     """
 
@@ -161,7 +111,7 @@ class MeanMatcher:
         self.stats = None
         if encoders is None:
             cache = {"": user_cache_dir("real-stats"), "off": None}.get(cfg.real_cache, Path(cfg.real_cache))
-            self.stats = RealStatistics(dataset, self.sampler, cfg.encoder, self.augment, run.seed, cfg.draws,
+            self.stats = RealMeans(dataset, self.sampler, cfg.encoder, self.augment, run.seed, cfg.draws,
                                         run.device, cache, run.progress, cfg.precision, cfg.chunk)
             self.draws_used = min(cfg.iterations, cfg.draws or cfg.iterations)
             encoders = self.stats.encoders
@@ -195,19 +145,19 @@ class MeanMatcher:
         return ClassMeans(real_audio, real_visual, class_means(syn_a, self.labels, C), class_means(syn_v, self.labels, C))
 
 
-def run_matching(dataset: AVDataset, ipc: int, cfg: MeanMatchingConfig, run: RunContext,
-                 loss: Callable[[ClassMeans], dict[str, torch.Tensor]], name: str):
+def distill_class_means(dataset: AVDataset, ipc: int, cfg: MeanMatchingConfig, run: RunContext,
+                        loss: Callable[[ClassMeans], dict[str, torch.Tensor]], name: str):
     """Initialise, then minimise ``loss(means)["total"]`` with the shared loop; return the synthetic tensors."""
-    return optimise_matching(dataset, ipc, cfg, run, lambda matcher, it, a, f: loss(matcher(it, a, f)), name)
+    return distill_matching(dataset, ipc, cfg, run, lambda matcher, it, a, f: loss(matcher(it, a, f)), name)
 
 
 MatchingStep = Callable[[MeanMatcher, int, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 
 
-def optimise_matching(dataset: AVDataset, ipc: int, cfg: MatchingConfig, run: RunContext, step: MatchingStep,
-                      name: str, encoders: EncoderSource | None = None,
-                      state: dict[str, torch.Tensor] | None = None):
-    """:func:`run_matching` for methods that need more than class means: ``step(matcher, iteration, audio,
+def distill_matching(dataset: AVDataset, ipc: int, cfg: MatchingConfig, run: RunContext, step: MatchingStep,
+                     name: str, encoders: EncoderSource | None = None,
+                     state: dict[str, torch.Tensor] | None = None):
+    """:func:`distill_class_means` for methods that need more than class means: ``step(matcher, iteration, audio,
     frames)`` returns the loss terms; `encoders` replaces the random ones and `state` is checkpointed.
 
     In a multi-process run each process optimises its classes' rows only (the loss is a sum over
@@ -217,8 +167,7 @@ def optimise_matching(dataset: AVDataset, ipc: int, cfg: MatchingConfig, run: Ru
     if encoders is None and group.world_size > 1 and uses_batch_statistics(cfg.encoder):
         raise ConfigError(f"encoder {cfg.encoder!r} normalises over the batch, which mixes the classes, so it cannot "
                           "be split across processes; choose another --encoder or run one process")
-    herding = HerdingFeatures(cfg.herding_space, cfg.encoder, cfg.herding_epochs, run.progress)
-    audio, frames, labels = initial_synthetic(dataset, ipc, cfg.init, run.seed, cfg.factor, herding)
+    audio, frames, labels = starting_set(dataset, ipc, cfg, run.seed, run.progress)
     classes = group.classes(dataset.num_classes)
     mine = torch.isin(labels, torch.tensor(classes))
     local_labels = torch.searchsorted(torch.tensor(classes), labels[mine])
@@ -226,7 +175,7 @@ def optimise_matching(dataset: AVDataset, ipc: int, cfg: MatchingConfig, run: Ru
     audio, frames = optimise_synthetic(
         audio[mine].to(run.device), frames[mine].to(run.device), lambda it, a, f: step(matcher, it, a, f),
         iterations=cfg.iterations, lr_audio=cfg.lr_audio, lr_frames=cfg.lr_frames, momentum=cfg.momentum,
-        fingerprint=run.fingerprint, workdir=run.workdir, checkpoint_every=cfg.checkpoint_every,
+        fingerprint=run.fingerprint, folder=run.folder, checkpoint_every=cfg.checkpoint_every,
         progress=run.progress, desc=f"{name} ipc={ipc}", state=state, group=group, watch=run.watch)
     C = dataset.num_classes
     return group.gather_classes(audio, C).cpu(), group.gather_classes(frames, C).cpu(), labels

@@ -29,72 +29,67 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 from torch.func import functional_call
 
 from avdistill.augment import DEFAULT_STRATEGY, DSA
+from avdistill.config import nested, option, redefault
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError
-from avdistill.methods.base import RunContext, option, register_method
-from avdistill.methods.factor import MAX_FACTOR, expand, expand_labels
-from avdistill.methods.init import INITS, HerdingFeatures, initial_synthetic
+from avdistill.factor import expand, expand_labels
+from avdistill.methods.base import RunContext, register_method
 from avdistill.methods.loop import optimise_synthetic
-from avdistill.methods.trajectories import (AVNetwork, ExpertConfig, ParameterLayout, build_network,
-                                            expert_trajectories)
-from avdistill.models import PRESETS
-from avdistill.searchspace import SearchRange, log_uniform, one_of
+from avdistill.methods.synthesis import SynthesisConfig, starting_set
+from avdistill.methods.trajectories import AVNetwork, ExpertTraining, ParameterLayout, build_network, expert_trajectories
+from avdistill.models.heads import HEADS
+from avdistill.searchspace import SearchRange, log_uniform
 from avdistill.seeding import derive_seed, generator
 
 
 @dataclass
-class MTTConfig:
-    iterations: int = option(100, "optimisation steps of the synthetic set (MTT: 5000; a CPU budget here)", minimum=1)
+class MTTConfig(SynthesisConfig):
+    iterations: int = redefault(SynthesisConfig, "iterations", 100, "MTT: 5000; a CPU budget here")
+    lr_audio: float = redefault(SynthesisConfig, "lr_audio", 1000.0, "MTT CIFAR-10: 1000",
+                                search=log_uniform(30, 30000))
+    lr_frames: float = redefault(SynthesisConfig, "lr_frames", 1000.0, "MTT CIFAR-10: 1000",
+                                 search=log_uniform(30, 30000))
+    momentum: float = redefault(SynthesisConfig, "momentum", 0.5, "MTT: 0.5, also on the learnt step size",
+                                search=None)
+    init: str = redefault(SynthesisConfig, "init", "real", "MTT: real")
+    factor: int = redefault(SynthesisConfig, "factor", 1, "off, as MTT", search=None)
+    encoder: str = redefault(SynthesisConfig, "encoder", "small", "of the experts and the student; no batch norm")
+    augment: str = redefault(SynthesisConfig, "augment", DEFAULT_STRATEGY, "experts and student")
     syn_steps: int = option(10, "N: student steps on synthetic data per iteration (MTT: 30-50)", minimum=1,
                             search=SearchRange(5, 20))
-    expert_epochs: int = option(2, "M: the student is matched to the expert M epochs after its start (MTT: 2)", minimum=1)
+    expert_epochs: int = option(2, "M: the student is matched to the expert M epochs after its start (MTT: 2)",
+                                minimum=1)
     max_start_epoch: int = option(4, "start epochs are drawn uniformly from [0, this) (MTT: 20)", minimum=1)
-    batch_syn: int = option(32, "synthetic pairs per student step (0: the whole synthetic set; MTT: all, or fewer at large IPC)")
-    lr_audio: float = option(1000.0, "SGD learning rate on the synthetic spectrograms (MTT CIFAR-10: 1000)", above=0,
-                             search=log_uniform(30, 30000))
-    lr_frames: float = option(1000.0, "SGD learning rate on the synthetic frames (MTT CIFAR-10: 1000)", above=0,
-                              search=log_uniform(30, 30000))
+    batch_syn: int = option(32, "synthetic pairs per student step (0: the whole synthetic set; MTT: all, or fewer at "
+                                "large IPC)")
     lr_lr: float = option(1e-5, "SGD learning rate on the learnable student step size (MTT: 1e-5)", minimum=0,
                           search=log_uniform(1e-7, 1e-3))
     syn_lr_init: float = option(0.01, "initial student step size (MTT: the experts' lr)", above=0,
                                 search=log_uniform(1e-3, 0.1))
-    momentum: float = option(0.5, "SGD momentum on the synthetic tensors and the step size (MTT: 0.5)", minimum=0, below=1)
     num_experts: int = option(5, "expert trajectories trained on the real training split (MTT: 100)", minimum=1)
-    expert_train_epochs: int = option(8, "epochs each expert is trained (MTT: 50)", minimum=1)
-    expert_lr: float = option(0.01, "the experts' plain-SGD learning rate (MTT: 0.01)", above=0)
-    expert_batch: int = option(32, "the experts' batch size (MTT: 256 on 50k images)", minimum=1)
-    expert_seed: int = option(0, "seed of the expert bank (shared by runs of any seed)")
-    expert_dir: str = option("", "expert cache folder (default: $XDG_CACHE_HOME/avdistill/mtt-experts or ~/.cache/...)")
-    init: str = option("real", "initial synthetic set: 'real' (random real pairs, MTT), 'herding' or 'noise'", choices=INITS,
-                       search=one_of("real", "herding"))
-    factor: int = option(1, "IDM factor: each stored sample holds factor x factor downscaled samples (1: off)", minimum=1, maximum=MAX_FACTOR)
-    encoder: str = option("small", "encoder preset of the experts and the student (no batch norm)", choices=tuple(PRESETS))
-    head: str = option("ensemble", "fusion head of the experts and the student: concat, sum, attention or ensemble")
-    augment: str = option(DEFAULT_STRATEGY, "DSA ops joined by '_', or 'none' (experts and student)", check=DSA)
-    checkpoint_every: int = option(50, "iterations between checkpoints (resume after interruption)", minimum=1)
-
-    # MTT's CIFAR-10 budget, and the CPU one (the defaults above).
-    BUDGETS: ClassVar[dict[str, dict]] = {
-        "paper": {"iterations": 5000, "syn_steps": 30, "max_start_epoch": 20, "num_experts": 100,
-                  "expert_train_epochs": 50},
-        "cpu": {"iterations": 100, "syn_steps": 10, "max_start_epoch": 4, "num_experts": 5, "expert_train_epochs": 8}}
-
-    def experts(self) -> ExpertConfig:
-        return ExpertConfig(self.encoder, self.head, self.expert_train_epochs, self.expert_lr, self.expert_batch,
-                            self.augment, self.expert_seed)
+    experts: ExpertTraining = nested(ExpertTraining)
+    expert_dir: str = option("", "expert cache folder (default: $XDG_CACHE_HOME/avdistill/mtt-experts or "
+                                 "~/.cache/...)")
+    head: str = option("ensemble", "fusion head of the experts and the student: concat, sum, attention or ensemble",
+                       choices=tuple(HEADS), what="head")
 
 
-def check_config(cfg: MTTConfig) -> None:
-    if cfg.max_start_epoch + cfg.expert_epochs > cfg.expert_train_epochs:
+# MTT's CIFAR-10 budget, and the CPU one (the defaults above).
+BUDGETS = {"paper": {"iterations": 5000, "syn_steps": 30, "max_start_epoch": 20, "num_experts": 100,
+                     "expert_train_epochs": 50},
+           "cpu": {"iterations": 100, "syn_steps": 10, "max_start_epoch": 4, "num_experts": 5, "expert_train_epochs": 8}}
+
+
+def check_epochs(cfg: MTTConfig) -> None:
+    if cfg.max_start_epoch + cfg.expert_epochs > cfg.experts.expert_train_epochs:
         raise ConfigError(f"--max-start-epoch {cfg.max_start_epoch} + --expert-epochs {cfg.expert_epochs} needs "
                           f"experts trained for at least {cfg.max_start_epoch + cfg.expert_epochs} epochs, "
-                          f"but --expert-train-epochs is {cfg.expert_train_epochs}")
+                          f"but --expert-train-epochs is {cfg.experts.expert_train_epochs}")
 
 
 class TrajectoryMatcher:
@@ -147,13 +142,12 @@ class TrajectoryMatcher:
                 "start_epoch": torch.tensor(float(start_epoch))}
 
 
-@register_method("mtt", MTTConfig, "MTT: match N student steps on synthetic data to M epochs of expert trajectories")
+@register_method("mtt", MTTConfig, "MTT: match N student steps on synthetic data to M epochs of expert trajectories",
+                 kind="synthesis", budgets=BUDGETS, validate=check_epochs)
 def distill_mtt(dataset: AVDataset, ipc: int, cfg: MTTConfig, run: RunContext):
-    check_config(cfg)
     network = build_network(dataset, cfg.encoder, cfg.head, 0)  # the architecture; weights come from the experts
-    audio, frames, labels = initial_synthetic(dataset, ipc, cfg.init, run.seed, cfg.factor,
-                                              HerdingFeatures(encoder=cfg.encoder, progress=run.progress))
-    experts = expert_trajectories(dataset, cfg.experts(), cfg.num_experts,
+    audio, frames, labels = starting_set(dataset, ipc, cfg, run.seed, run.progress)
+    experts = expert_trajectories(dataset, cfg.experts, cfg.encoder, cfg.head, cfg.augment, cfg.num_experts,
                                   Path(cfg.expert_dir) if cfg.expert_dir else None, run.progress)
     network.to(run.device)
     experts = [trajectory.to(run.device) for trajectory in experts]
@@ -162,6 +156,6 @@ def distill_mtt(dataset: AVDataset, ipc: int, cfg: MTTConfig, run: RunContext):
     audio, frames = optimise_synthetic(
         audio.to(run.device), frames.to(run.device), lambda it, a, f: matcher(it, a, f, syn_lr),
         iterations=cfg.iterations, lr_audio=cfg.lr_audio, lr_frames=cfg.lr_frames, momentum=cfg.momentum,
-        fingerprint=run.fingerprint, workdir=run.workdir, checkpoint_every=cfg.checkpoint_every,
+        fingerprint=run.fingerprint, folder=run.folder, checkpoint_every=cfg.checkpoint_every,
         progress=run.progress, desc=f"mtt ipc={ipc}", extra={"syn_lr": (syn_lr, cfg.lr_lr)}, watch=run.watch)
     return audio.cpu(), frames.cpu(), labels

@@ -8,11 +8,11 @@ packing alone buys (more, smaller training samples) from what its matching adds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
-from avdistill.methods.base import RunContext, option, register_method
-from avdistill.methods.factor import MAX_FACTOR
-from avdistill.methods.init import initial_synthetic
+from avdistill.config import option
+from avdistill.factor import MAX_FACTOR
+from avdistill.methods.base import RunContext, register_method
+from avdistill.methods.initial_set import initial_synthetic
 
 
 @dataclass
@@ -20,10 +20,12 @@ class RandomConfig:
     factor: int = option(1, "IDM factor: pack factor x factor random real pairs into each stored pair (1: plain)",
                          minimum=1, maximum=MAX_FACTOR)
 
-    # Declared rows (`avdistill bench --ablations random`): the packing without any matching.
-    ABLATIONS: ClassVar[dict[str, dict]] = {"random": {}, "random + factor": {"factor": 2}}
+
+# Declared rows (`avdistill bench --ablations random`): the packing without any matching.
+ABLATIONS = {"random": {}, "random + factor": {"factor": 2}}
 
 
-@register_method("random", RandomConfig, "Random real pairs per class (baseline); --factor packs several per pair")
+@register_method("random", RandomConfig, "Random real pairs per class (baseline); --factor packs several per pair",
+                 kind="coreset", ablations=ABLATIONS)
 def select_random(dataset, ipc: int, cfg: RandomConfig, run: RunContext):
     return initial_synthetic(dataset, ipc, "real", run.seed, factor=cfg.factor)

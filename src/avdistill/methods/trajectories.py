@@ -2,61 +2,55 @@
 split, their parameters stored after every epoch, cached on disk and reused across runs.
 
 An expert is the evaluation protocol's network (audio encoder + visual encoder + fusion head,
-:class:`AVNetwork`), trained as MTT trains its experts: plain SGD (no momentum, no weight decay,
-one learning rate for all three parts), DSA applied to each modality independently with
-per-sample parameters. Its trajectory is one float32 tensor [epochs + 1, P]: row t holds all P
-parameters, flattened in ``named_parameters`` order (:class:`ParameterLayout`), after t epochs.
+:class:`AVNetwork`), trained as MTT trains its experts, with the shared epoch loop
+(:func:`avdistill.training.train_epochs`): plain SGD (no momentum, no weight decay, one learning
+rate for all three parts), DSA applied to each modality independently with per-sample parameters.
+Its trajectory is one float32 tensor [epochs + 1, P]: row t holds all P parameters, flattened in
+``named_parameters`` order (:class:`ParameterLayout`), after t epochs.
 
-Storage: one safetensors file per expert (never pickle), written atomically, its header holding
-the expert config, the dataset checksum, the parameter layout and the software versions. The
-cache folder is ``<expert_dir>/<key>/``, the key a hash of the dataset checksum and the expert
-config, so a run with the same data and expert settings loads the experts instead of training
-them; a file whose header disagrees with the expected settings is a DataError, never used. A
-dataset without a checksum (built in memory) has no identity to key on: its experts are trained
-in memory and not cached.
+Storage (:class:`avdistill.cache.TensorCache`, under ``expert_dir`` or the user cache): one
+safetensors file per expert (never pickle), written atomically, keyed by the dataset checksum, the
+expert settings, the network (encoder preset, head, DSA), the parameter layout, and the version
+and source code that trains it; so a run with the same data, settings and code loads the experts
+instead of training them, and a damaged file is trained again. A dataset without a checksum
+(built in memory) has no identity to key on: its experts are trained in memory and not cached.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from avdistill.augment import DEFAULT_STRATEGY, DSA
+from avdistill.augment import DSA
+from avdistill.cache import TensorCache
+from avdistill.config import option
 from avdistill.data.dataset import AVDataset
-from avdistill.errors import ConfigError, DataError
-from avdistill.io import atomic_path, user_cache_dir, versions
+from avdistill.errors import ConfigError
+from avdistill.files import user_cache_dir, versions
 from avdistill.models import get_encoders
 from avdistill.models.heads import HEADS
-from avdistill.seeding import derive_seed, generator
+from avdistill.seeding import derive_seed
+from avdistill.training import train_epochs
 
-FORMAT = "avdistill-expert-trajectory/1"
+# The source files an expert depends on (a change to any of them trains it again).
+EXPERT_CODE = ("models", "augment", "training.py", "seeding.py", "data/dataset.py", "methods/trajectories.py")
 
 
-@dataclass(frozen=True)
-class ExpertConfig:
-    """Everything an expert's trajectory depends on besides the data (and so the cache key)."""
+@dataclass
+class ExpertTraining:
+    """How MTT's experts are trained (besides their network: encoder preset, head and DSA)."""
 
-    encoder: str = "small"
-    head: str = "ensemble"
-    epochs: int = 10
-    lr: float = 0.01
-    batch_size: int = 32
-    augment: str = DEFAULT_STRATEGY
-    seed: int = 0
-
-    def key(self, checksum: str) -> str:
-        text = json.dumps({"format": FORMAT, "dataset": checksum, **dataclasses.asdict(self)}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+    expert_train_epochs: int = option(8, "epochs each expert is trained (MTT: 50)", minimum=1)
+    expert_lr: float = option(0.01, "the experts' plain-SGD learning rate (MTT: 0.01)", above=0)
+    expert_batch: int = option(32, "the experts' batch size (MTT: 256 on 50k images)", minimum=1)
+    expert_seed: int = option(0, "seed of the expert bank (shared by runs of any seed)")
 
 
 class AVNetwork(nn.Module):
@@ -111,64 +105,38 @@ class ParameterLayout:
         return json.dumps([[name, list(shape)] for name, shape in zip(self.names, self.shapes)])
 
 
-def train_expert(dataset: AVDataset, cfg: ExpertConfig, index: int, progress: bool = False) -> torch.Tensor:
+def train_expert(dataset: AVDataset, cfg: ExpertTraining, encoder: str, head: str, augment: str, index: int,
+                 progress: bool = False) -> torch.Tensor:
     """[epochs + 1, P]: the parameters of expert `index` at its start and after every epoch of plain SGD."""
-    seed = derive_seed(cfg.seed, "expert", index)
-    network = build_network(dataset, cfg.encoder, cfg.head, seed)
+    seed = derive_seed(cfg.expert_seed, "expert", index)
+    network = build_network(dataset, encoder, head, seed)
     layout = ParameterLayout(network)
-    optimizer = torch.optim.SGD(network.parameters(), lr=cfg.lr)  # MTT's experts: no momentum, no weight decay
-    augment = DSA(cfg.augment)
-    shuffle = generator(seed, "shuffle")
+    optimizer = torch.optim.SGD(network.parameters(), lr=cfg.expert_lr)  # MTT's experts: no momentum, no weight decay
     trajectory = [layout.flatten(network)]
-    step = 0
-    network.train()
-    for _ in tqdm(range(cfg.epochs), desc=f"expert {index}", leave=False, disable=not progress):
-        for idx in torch.randperm(len(dataset.train), generator=shuffle).split(cfg.batch_size):
-            audio, frames, labels = dataset.model_inputs(dataset.train.subset(idx))
-            audio = augment(audio, derive_seed(seed, "augment", step, 0), siamese=False)
-            frames = augment(frames, derive_seed(seed, "augment", step, 1), siamese=False)
-            loss = network.loss(network(audio, frames), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-        trajectory.append(layout.flatten(network))
+    train_epochs(lambda audio, frames, labels: network.loss(network(audio, frames), labels), optimizer, dataset.train,
+                 dataset, epochs=cfg.expert_train_epochs, batch_size=cfg.expert_batch, augment=DSA(augment), seed=seed,
+                 networks=[network], after_epoch=lambda: trajectory.append(layout.flatten(network)),
+                 progress=progress, desc=f"expert {index}")
     return torch.stack(trajectory)
 
 
-def expert_trajectories(dataset: AVDataset, cfg: ExpertConfig, count: int, folder: Path | None = None,
-                        progress: bool = False) -> list[torch.Tensor]:
+def expert_trajectories(dataset: AVDataset, cfg: ExpertTraining, encoder: str, head: str, augment: str, count: int,
+                        folder: Path | None = None, progress: bool = False) -> list[torch.Tensor]:
     """`count` expert trajectories for `dataset`: loaded from the cache where present, else trained and stored."""
-    layout = ParameterLayout(build_network(dataset, cfg.encoder, cfg.head, 0))
-    if not dataset.checksum:
-        return [train_expert(dataset, cfg, k, progress) for k in range(count)]
-    cache = Path(folder or user_cache_dir("mtt-experts")) / cfg.key(dataset.checksum)
-    header = {"format": FORMAT, "config": json.dumps(dataclasses.asdict(cfg), sort_keys=True),
-              "dataset": dataset.checksum, "layout": layout.describe()}
+    layout = ParameterLayout(build_network(dataset, encoder, head, 0))
+    identity = {"dataset": dataset.checksum, "training": dataclasses.asdict(cfg), "encoder": encoder, "head": head,
+                "augment": augment, "layout": layout.describe()}
+    cache = TensorCache("mtt-experts", identity, EXPERT_CODE,
+                        (folder or user_cache_dir("mtt-experts")) if dataset.checksum else None)
+    shape = (cfg.expert_train_epochs + 1, layout.size)
     trajectories = []
     for k in tqdm(range(count), desc="experts", disable=not progress, dynamic_ncols=True):
-        path = cache / f"expert_{k:03d}.safetensors"
-        if not path.exists():
-            trajectory = train_expert(dataset, cfg, k, progress)
-            with atomic_path(path) as tmp:
-                save_file({"trajectory": trajectory.contiguous()}, str(tmp),
-                          metadata={**header, "expert": str(k), "versions": json.dumps(versions(), sort_keys=True)})
-        trajectories.append(load_expert(path, header, (cfg.epochs + 1, layout.size)))
+        def train(k=k):
+            return ({"trajectory": train_expert(dataset, cfg, encoder, head, augment, k, progress)},
+                    {"expert": k, "versions": versions()})
+        tensors, _ = cache.get(f"expert_{k:03d}", train)
+        if tuple(tensors["trajectory"].shape) != shape:  # the key pins the shape: only a bug could get here
+            raise ConfigError(f"expert {k} has a trajectory of shape {tuple(tensors['trajectory'].shape)}, "
+                              f"expected {shape}")
+        trajectories.append(tensors["trajectory"])
     return trajectories
-
-
-def load_expert(path: Path, header: dict[str, str], shape: tuple[int, int]) -> torch.Tensor:
-    """One stored trajectory (safetensors, no pickle), checked against the settings it must have been made with."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        trajectory = load_file(str(path))["trajectory"]
-    except Exception as exc:  # safetensors raises several types for damaged files
-        raise DataError(path, f"not a readable expert trajectory ({exc})") from None
-    for name, expected in header.items():
-        if meta.get(name) != expected:
-            raise DataError(path, f"expert header field {name!r} does not match this run's settings; "
-                                  "delete the file to retrain it")
-    if tuple(trajectory.shape) != shape:
-        raise DataError(path, f"expert trajectory has shape {tuple(trajectory.shape)}, expected {shape}")
-    return trajectory

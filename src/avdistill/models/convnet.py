@@ -38,7 +38,7 @@ class ConvNetConfig:
         return asdict(self)
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
+def norm_layer(kind: str, channels: int) -> nn.Module:
     if kind == "instancenorm":  # DC's "instancenorm": GroupNorm with one group per channel, affine
         return nn.GroupNorm(channels, channels, affine=True)
     if kind == "batchnorm":
@@ -55,7 +55,7 @@ class ConvNet(nn.Module):
         channels = in_channels
         for block in range(config.depth):
             padding = config.first_padding if block == 0 else 1
-            layers += [nn.Conv2d(channels, config.width, 3, padding=padding), _norm(config.norm, config.width), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(channels, config.width, 3, padding=padding), norm_layer(config.norm, config.width), nn.ReLU(inplace=True)]
             last = block == config.depth - 1
             layers.append(nn.AdaptiveAvgPool2d(config.final_pool) if last and config.final_pool else nn.AvgPool2d(2))
             channels = config.width

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from avdistill.errors import ConfigError
-from avdistill.models.convnet import NORMS, _norm
+from avdistill.models.convnet import NORMS, norm_layer
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,12 @@ class BasicBlock(nn.Module):
     def __init__(self, in_channels: int, channels: int, stride: int, norm: str):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False), _norm(norm, channels),
+            nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False), norm_layer(norm, channels),
             nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False), _norm(norm, channels),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), norm_layer(norm, channels),
         )
         self.skip = (nn.Identity() if stride == 1 and in_channels == channels else
-                     nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False), _norm(norm, channels)))
+                     nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False), norm_layer(norm, channels)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.body(x) + self.skip(x))
@@ -59,7 +59,7 @@ class ResNet(nn.Module):
     def __init__(self, in_channels: int, input_size: tuple[int, int], config: ResNetConfig):
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(in_channels, config.width, 3, padding=1, bias=False),
-                                   _norm(config.norm, config.width), nn.ReLU(inplace=True)]
+                                   norm_layer(config.norm, config.width), nn.ReLU(inplace=True)]
         channels = config.width
         for stage, blocks in enumerate(config.stages):
             width = config.width * 2 ** stage

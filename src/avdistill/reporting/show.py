@@ -6,11 +6,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from avdistill.io import check_output_dir, versions, write_json
-from avdistill.methods.loop import LOSS_LOG
+from avdistill.files import check_output_dir, versions, write_json
 from avdistill.reporting.pictures import embedding_plot, frame_grid, frames_as_images, loss_curves, spectrogram_grid
 from avdistill.reporting.sound import spectrogram_to_wave, write_wav
 from avdistill.reporting.video import write_pair_video
+from avdistill.run_folder import RunFolder
 from avdistill.synthetic import SyntheticSet
 
 
@@ -28,7 +28,7 @@ def show(syn: SyntheticSet, out: str | Path, before: SyntheticSet | None = None,
     sets = ([("before", before)] if before is not None else []) + [("after" if before is not None else "synthetic", syn)]
     written = {"frames": str(frame_grid(sets, out / "frames.png")),
                "spectrograms": str(spectrogram_grid(sets, out / "spectrograms.png")), "audio": [], "video": []}
-    log = Path(syn.path).parent / LOSS_LOG if syn.path else None
+    log = RunFolder.of(syn.path).losses if syn.path else None
     if log is not None and log.exists() and log.stat().st_size > 0:
         written["losses"] = str(loss_curves(log, out / "losses.png"))
     if dataset is not None:

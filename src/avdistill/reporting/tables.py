@@ -3,13 +3,13 @@ and the retrieval table: one row per set, R@1 / R@5 / median rank per direction.
 
 from __future__ import annotations
 
+import statistics
+
 from tabulate import tabulate
 
 
 def cell(accuracies: list[float], count: bool = False) -> str:
     """'mean ± std' in percent, as the papers print it; with `count`, the number of runs: '(n=6)'."""
-    import statistics
-
     mean = 100 * statistics.fmean(accuracies)
     std = 100 * statistics.pstdev(accuracies) if len(accuracies) > 1 else 0.0
     return f"{mean:.2f} ± {std:.2f}" + (f" (n={len(accuracies)})" if count else "")
@@ -25,8 +25,6 @@ def accuracy_table(results: dict[str, dict[str, list[float]]], columns: list[str
 
 def retrieval_table(results: dict, fmt: str = "github") -> str:
     """results[row] = a RetrievalResult. R@K in percent, median rank as a number, each mean ± std over runs."""
-    import statistics
-
     def spread(values: list[float], scale: float, digits: int) -> str:
         std = statistics.pstdev(values) if len(values) > 1 else 0.0
         return f"{scale * statistics.fmean(values):.{digits}f} ± {scale * std:.{digits}f}"

@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from avdistill.io import atomic_path
+from avdistill.files import atomic_path
 
 FPS = 25
 AAC_RATE = 16000  # AAC has no 11 kHz mode; the sound is resampled by FFmpeg's swresample

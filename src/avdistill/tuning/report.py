@@ -5,19 +5,20 @@ parameters' importances as PNG plots (matplotlib; Optuna's own figures need plot
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import math
 import statistics
 from pathlib import Path
 
+import optuna
 from tabulate import tabulate
 
-from avdistill.io import atomic_path, versions
+from avdistill.config import flat_dict
+from avdistill.files import atomic_path, versions
 from avdistill.methods import get_method
 from avdistill.methods.base import make_config
 from avdistill.methods.budgets import budget_options
-from avdistill.reporting.pictures import _pyplot, _save
+from avdistill.reporting.pictures import pyplot, save_png
 
 
 def toml_text(values: dict, comments: list[str] = ()) -> str:
@@ -37,8 +38,6 @@ def toml_text(values: dict, comments: list[str] = ()) -> str:
 
 def write_outputs(study, setup, data: str, out: Path, reason: str) -> dict[str, Path]:
     """trials.csv, best.toml (once a trial completed), history.png, importance.png and report.md in `out`."""
-    import optuna
-
     trials = study.get_trials(deepcopy=False)
     paths = {"csv": _write_csv(trials, out / "trials.csv")}
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -66,8 +65,6 @@ def next_commands(best, setup, data: str, out: Path) -> list[str]:
 
 
 def _write_csv(trials, path: Path) -> Path:
-    import optuna
-
     names = sorted({name for t in trials for name in t.params})
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
@@ -87,9 +84,7 @@ def _write_csv(trials, path: Path) -> Path:
 
 
 def _history_plot(trials, path: Path, title: str) -> Path:
-    import optuna
-
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values]
@@ -110,13 +105,11 @@ def _history_plot(trials, path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _importances(study, seed: int) -> dict[str, float]:
     """fANOVA importances of the parameters for the validation accuracy (complete trials)."""
-    import optuna
-
     try:
         return optuna.importance.get_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
@@ -125,21 +118,21 @@ def _importances(study, seed: int) -> dict[str, float]:
 
 
 def _importance_plot(importances: dict[str, float], path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     names = list(importances)[::-1]
     fig, ax = plt.subplots(figsize=(6.4, 0.4 * len(names) + 1.2))
     ax.barh(names, [importances[n] for n in names], color="tab:blue")
     ax.set_xlabel("importance for validation accuracy (fANOVA, sums to 1)")
     ax.set_title("parameter importances")
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def settings(setup, params: dict) -> dict:
     """Every method option of a trial with `params` (budget, fixed options and drawn ones) as distill takes them."""
     spec = get_method(setup.method)
-    config = make_config(spec, {**budget_options(spec.config_class, setup.budget), **setup.fixed, **params})
-    return dataclasses.asdict(config)
+    config = make_config(spec, {**budget_options(spec, setup.budget), **setup.fixed, **params})
+    return flat_dict(config)
 
 
 def _write_settings(setup, data: str, path: Path, params: dict, comments: list[str]) -> Path:
@@ -150,12 +143,10 @@ def _write_settings(setup, data: str, path: Path, params: dict, comments: list[s
 
 
 def _write_report(study, trials, best, importances, setup, data: str, out: Path, paths: dict, reason: str) -> Path:
-    import optuna
-
     states = [t.state for t in trials]
     count = {s.name.lower(): states.count(s) for s in optuna.trial.TrialState if states.count(s)}
     spec = get_method(setup.method)
-    defaults = make_config(spec, {**budget_options(spec.config_class, setup.budget), **setup.fixed})
+    defaults = make_config(spec, {**budget_options(spec, setup.budget), **setup.fixed})
     seconds = [t.user_attrs["wall_seconds"] for t in trials if "wall_seconds" in t.user_attrs]
     lines = [f"# Tuning {setup.method} at IPC {setup.ipc} on {data}", "",
              f"Study `{study.study_name}`: {', '.join(f'{n} {s}' for s, n in count.items())} trials ({reason}). "
@@ -165,7 +156,8 @@ def _write_report(study, trials, best, importances, setup, data: str, out: Path,
              f"{', '.join(f'{k}={v}' for k, v in setup.fixed.items()) or 'nothing'}.", "",
              f"Tuning cost: {sum(seconds) / 60:.1f} min of trial wall time ({len(seconds)} trials timed, "
              f"median {statistics.median(seconds):.0f} s)." if seconds else "", ""]
-    rows = [[name, str(r), getattr(defaults, name), _fmt(best.params.get(name)) if best else "–",
+    default = flat_dict(defaults)
+    rows = [[name, str(r), default[name], _fmt(best.params.get(name)) if best else "–",
              f"{importances[name]:.2f}" if name in importances else "–"]
             for name, r in setup.search_space().items()]
     lines += [tabulate(rows, headers=["option", "searched", "default", "best", "importance"], tablefmt="github",

@@ -16,20 +16,22 @@ before every trial, so a resumed study draws what an uninterrupted one would hav
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import socket
 import time
-import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import optuna
+import sqlalchemy.exc
 import torch
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from tqdm.auto import tqdm
 
+from avdistill.config import flat_dict, flat_fields
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import AVDistillError, ConfigError
 from avdistill.evaluation import EvalConfig, evaluate
@@ -71,7 +73,7 @@ class TuneSetup:
         return {"dataset": dataset.checksum or dataset.name, "method": self.method, "ipc": self.ipc, "seed": self.seed,
                 "budget": self.budget, "fixed": self.fixed, "runs": self.runs, "checks": self.checks,
                 "space": {name: str(r) for name, r in self.search_space().items()},
-                "eval_config": dataclasses.asdict(self.eval_config)}
+                "eval_config": flat_dict(self.eval_config)}
 
 
 def storage_url(storage: str | None, out: Path) -> str:
@@ -83,10 +85,6 @@ def storage_url(storage: str | None, out: Path) -> str:
 
 def open_study(setup: TuneSetup, dataset: AVDataset, url: str, name: str):
     """Create the study in the database, or join the one there if it searches the same thing."""
-    import optuna
-    import sqlalchemy.exc
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since v2.8
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}  # wait on the other writers
@@ -101,7 +99,7 @@ def open_study(setup: TuneSetup, dataset: AVDataset, url: str, name: str):
             study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
                                         pruner=pruner)
             break
-        except sqlalchemy.exc.OperationalError:
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):  # locked, or the version row made
             if attempt == 4:
                 raise
             time.sleep(1 + attempt)
@@ -117,8 +115,6 @@ def open_study(setup: TuneSetup, dataset: AVDataset, url: str, name: str):
 
 
 def finished(study) -> int:
-    import optuna
-
     return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
                                                         optuna.trial.TrialState.PRUNED)))
 
@@ -127,8 +123,6 @@ def run_study(study, setup: TuneSetup, dataset: AVDataset, out: Path, device: st
               time_budget: float | None = None, progress: bool = True) -> str:
     """Run trials until the study has `setup.trials` finished ones (counting other processes' and earlier
     runs'), or until `time_budget` seconds have passed (no trial starts after that); say why it stopped."""
-    import optuna
-
     started = time.perf_counter()
     objective = Objective(setup, dataset, out, device)
     bar = tqdm(total=setup.trials, initial=finished(study), desc=f"tune {setup.method}", disable=not progress,
@@ -160,21 +154,19 @@ class Objective:
     def __init__(self, setup: TuneSetup, dataset: AVDataset, out: Path, device: str):
         self.setup, self.dataset, self.out, self.device = setup, dataset, out, device
         self.spec = get_method(setup.method)
-        self.hints = typing.get_type_hints(self.spec.config_class)
+        self.kinds = {name: kind for name, (_, kind) in flat_fields(self.spec.config_class).items()}
         self.space = setup.search_space()
 
     def __call__(self, trial) -> float:
-        import optuna
-
         setup = self.setup
-        params = {name: r.suggest(trial, name, self.hints[name]) for name, r in self.space.items()}
+        params = {name: r.suggest(trial, name, self.kinds[name]) for name, r in self.space.items()}
         options = {**setup.fixed, **params}
         trial_dir = self.out / TRIALS_DIR / f"{trial.number:04d}"
         trial.set_user_attr("synthetic", str(trial_dir / "synthetic.safetensors"))
         trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
         start = time.perf_counter()
         try:
-            config = make_config(self.spec, {**budget_options(self.spec.config_class, setup.budget), **options})
+            config = make_config(self.spec, {**budget_options(self.spec, setup.budget), **options})
             watch = self._watch(trial, config)
             syn = distill(self.dataset, setup.method, setup.ipc, setup.seed, trial_dir, self.device, progress=False,
                           budget=setup.budget, watch=watch, **options)
@@ -195,8 +187,6 @@ class Objective:
 
     def _watch(self, trial, config) -> Watch | None:
         """Checks on the validation split at `checks` evenly spaced iterations, reported to the pruner."""
-        import optuna
-
         iterations = getattr(config, "iterations", 0)
         if not self.setup.checks or iterations <= self.setup.checks:
             return None

@@ -10,7 +10,11 @@ import platform
 import tempfile
 from pathlib import Path
 
+import numpy
+import torch
+
 from avdistill.errors import ConfigError
+from avdistill.version import __version__
 
 
 @contextlib.contextmanager
@@ -94,13 +98,8 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def versions() -> dict[str, str]:
     """Versions of the software that produced an output, recorded in its metadata."""
-    import numpy
-    import torch
-
-    import avdistill
-
     return {
-        "avdistill": avdistill.__version__,
+        "avdistill": __version__,
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "python": platform.python_version(),

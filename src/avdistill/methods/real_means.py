@@ -10,11 +10,12 @@ the loss, and they cost most of an iteration (the real batch is 10-100x the synt
   AVDD's way, a fresh draw every iteration (draw i at iteration i); K >= iterations is the same
   run. Fewer draws trade diversity of the random encoders for speed; docs/BENCHMARKS.md ("speed")
   measures the trade.
-- **On-disk cache**: each draw's real means are stored in blocks of :data:`BLOCK` draws under
-  the user cache (or ``cache_dir``), keyed by everything they depend on (dataset content, seed,
-  encoder preset, augmentation, real batch size, classes). Another IPC, the other method
-  (DM <-> AVDD) or a rerun with another learning rate reuses them. Files are checked against
-  their recorded sha256 on load; a damaged file is recomputed, never trusted.
+- **On-disk cache** (:class:`avdistill.cache.TensorCache`): each draw's real means are stored in
+  blocks of :data:`BLOCK` draws under the user cache (or ``cache_dir``), keyed by everything they
+  depend on (dataset content, seed, encoder preset, augmentation, real batch size, classes, and
+  the version and source code that computes them). Another IPC, the other method (DM <-> AVDD)
+  or a rerun with another learning rate reuses them; other code computes them again. Files are
+  checked against their recorded sha256 on load; a damaged file is recomputed, never trusted.
 
 The real side runs under ``torch.inference_mode``: it needs no graph.
 
@@ -27,25 +28,21 @@ cache key records the precision: bf16 means are not fp32 means.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from avdistill.augment import DSA
+from avdistill.cache import TensorCache
 from avdistill.data.dataset import AVDataset
-from avdistill.data.storage import tensor_digests, verify_digests
-from avdistill.errors import ConfigError, DataError
-from avdistill.io import atomic_path
+from avdistill.errors import ConfigError
 from avdistill.models import get_encoders
-from avdistill.seeding import derive_seed
+from avdistill.seeding import derive_seed, generator
 
 BLOCK = 64  # draws per cache file: bounded memory ([BLOCK, classes, D] x 2) and few files
-FORMAT = "avdistill.realstats/1"
+# The source files the real means depend on (a change to any of them computes them again).
+REAL_MEANS_CODE = ("models", "augment", "seeding.py", "data/dataset.py", "methods/real_means.py")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -87,18 +84,43 @@ def class_means(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int
     return sums / counts[:, None]
 
 
-class RealStatistics:
+class RealSampler:
+    """Draws a seeded batch of real training pairs per class, normalised for the encoders.
+
+    `classes` (default: all) is the subset to return, e.g. one process's share
+    (:mod:`avdistill.distributed`), labelled 0..len-1 in that order. Every class's permutation is
+    still drawn, in class order, so each class gets the same pairs as in the full batch.
+    """
+
+    def __init__(self, dataset: AVDataset, per_class: int, device: str = "cpu", classes: list[int] | None = None):
+        self.dataset = dataset
+        self.per_class = per_class
+        self.device = device
+        self.class_indices = dataset.train.class_indices(dataset.num_classes)
+        self.classes = list(range(dataset.num_classes)) if classes is None else classes
+
+    def sample(self, seed: int, iteration: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(audio, frames, labels): up to `per_class` pairs of each of its classes, without replacement."""
+        g = generator(seed, "real_batch", iteration)
+        picks = [idx[torch.randperm(len(idx), generator=g)[: self.per_class]] for idx in self.class_indices]
+        picks = [picks[c] for c in self.classes]
+        audio, frames, _ = self.dataset.model_inputs(self.dataset.train.subset(torch.cat(picks)))
+        labels = torch.arange(len(picks)).repeat_interleave(torch.tensor([len(p) for p in picks]))
+        return audio.to(self.device), frames.to(self.device), labels.to(self.device)
+
+
+class RealMeans:
     """Per-draw real class means (audio, visual) for one run; see the module docstring."""
 
-    def __init__(self, dataset: AVDataset, sampler, encoder: str, augment: DSA, seed: int, draws: int,
+    def __init__(self, dataset: AVDataset, sampler: RealSampler, encoder: str, augment: DSA, seed: int, draws: int,
                  device: str = "cpu", cache_dir: Path | None = None, progress: bool = False, precision: str = "fp32",
                  chunk: int = 0):
-        """`sampler` draws the real batch (:class:`avdistill.methods.matching.RealSampler`); `cache_dir`
-        None: no disk cache; `draws` 0: a fresh draw every iteration."""
+        """`sampler` draws the real batch; `cache_dir` None: no disk cache; `draws` 0: a fresh draw every iteration."""
         self.dataset, self.sampler, self.encoder, self.augment = dataset, sampler, encoder, augment
         self.seed, self.draws, self.device, self.progress, self.precision = seed, draws, device, progress, precision
         self.chunk = chunk
-        self.cache_dir = cache_dir / self._key() if cache_dir is not None and dataset.checksum else None
+        self.cache = TensorCache("real-means", self._identity(), REAL_MEANS_CODE,
+                                 cache_dir if dataset.checksum else None)  # no checksum, no identity: no cache
         self._block: tuple[int, torch.Tensor, torch.Tensor] | None = None  # (block index, audio, visual)
         self._encoders: dict[int, tuple[torch.nn.Module, torch.nn.Module]] = {}
 
@@ -143,43 +165,21 @@ class RealStatistics:
         return class_means(embedded_audio, labels, C), class_means(embedded_visual, labels, C)
 
     def _load_or_compute(self, block: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        path = self.cache_dir / f"block-{block:05d}.safetensors" if self.cache_dir else None
-        cached = self._load(path)
-        if cached is not None and cached[0].shape[0] >= count:
-            return cached
+        name = f"block-{block:05d}"
+        cached = self.cache.load(name)
+        if cached is not None and cached[0]["audio"].shape[0] >= count:
+            return cached[0]["audio"], cached[0]["visual"]
         first = block * BLOCK
         pairs = [self.real_means(first + k) for k in tqdm(range(count), desc=f"real statistics {first}-{first + count - 1}",
                                                          disable=not self.progress, leave=False, dynamic_ncols=True)]
         audio = torch.stack([a for a, _ in pairs]).cpu()
         visual = torch.stack([v for _, v in pairs]).cpu()
-        self._save(path, audio, visual)
+        self.cache.save(name, {"audio": audio, "visual": visual})
         return audio, visual
 
-    def _key(self) -> str:
-        """Everything the real means depend on (not the IPC, the factor, the loss or the learning rate)."""
-        ident = {"format": FORMAT, "dataset": self.dataset.checksum, "seed": self.seed, "encoder": self.encoder,
-                 "augment": self.augment.strategy, "real_per_class": self.sampler.per_class,
-                 "classes": self.sampler.classes, "torch": torch.__version__.split("+")[0],
-                 "device": torch.device(self.device).type, "precision": self.precision}
-        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
-
-    def _load(self, path: Path | None) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The cached block, or None when absent or damaged (then it is recomputed and rewritten)."""
-        if path is None or not path.exists():
-            return None
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-            verify_digests(path, json.loads(meta["sha256"]))
-            tensors = load_file(str(path))
-            return tensors["audio"], tensors["visual"]
-        except (SafetensorError, OSError, KeyError, ValueError, DataError):
-            return None
-
-    def _save(self, path: Path | None, audio: torch.Tensor, visual: torch.Tensor) -> None:
-        if path is None:  # no cache asked for, or an in-memory dataset (no checksum to key on)
-            return
-        tensors = {"audio": audio.contiguous(), "visual": visual.contiguous()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata={"format": FORMAT, "sha256": json.dumps(tensor_digests(tensors))})
+    def _identity(self) -> dict:
+        """Everything the real means depend on besides the code (not the IPC, the factor, the loss or the lr)."""
+        return {"dataset": self.dataset.checksum, "seed": self.seed, "encoder": self.encoder,
+                "augment": self.augment.strategy, "real_per_class": self.sampler.per_class,
+                "classes": self.sampler.classes, "torch": torch.__version__.split("+")[0],
+                "device": torch.device(self.device).type, "precision": self.precision}

@@ -8,24 +8,22 @@ from dataclasses import dataclass
 
 import torch
 
+from avdistill.config import option
 from avdistill.data.dataset import AVDataset
-from avdistill.errors import ConfigError
-from avdistill.methods.factor import check_factor
-from avdistill.methods.features import check_class_sizes, real_pairs
-from avdistill.methods.herding import herding_indices
+from avdistill.factor import check_factor
+from avdistill.methods.coreset import SPACES, check_class_sizes, herding_indices, real_pairs
 from avdistill.seeding import generator
 
 INITS = ("real", "herding", "noise")
 
 
-@dataclass(frozen=True)
-class HerdingFeatures:
-    """Where herding initialisation takes its features from (see :mod:`avdistill.methods.features`)."""
+@dataclass
+class HerdingInit:
+    """The feature networks herding initialisation ranks real pairs with (:mod:`avdistill.methods.coreset`)."""
 
-    space: str = "av"
-    encoder: str = "small"
-    epochs: int = 10
-    progress: bool = False
+    herding_space: str = option("av", f"features herding init ranks by: {', '.join(SPACES)}", choices=SPACES)
+    herding_epochs: int = option(10, "epochs of training the herding-init feature networks on the real training split",
+                                 minimum=1)
 
 
 def pick_real(dataset: AVDataset, per_class: int, seed: int) -> torch.Tensor:
@@ -37,16 +35,14 @@ def pick_real(dataset: AVDataset, per_class: int, seed: int) -> torch.Tensor:
 
 
 def initial_synthetic(dataset: AVDataset, ipc: int, init: str, seed: int, factor: int = 1,
-                      herding: HerdingFeatures = HerdingFeatures()) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      herding: HerdingInit = HerdingInit(), encoder: str = "small",
+                      progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(audio, frames, labels) in model space: IPC stored pairs per class, ordered by class.
 
-    With factor > 1 every stored pair packs factor² real pairs of its class (consecutive picks),
-    each downscaled into one grid cell.
+    `init` is one of :data:`INITS` (methods check their options through the declared bounds). With
+    factor > 1 every stored pair packs factor² real pairs of its class (consecutive picks), each
+    downscaled into one grid cell. `herding` and `encoder` set the feature networks of herding init.
     """
-    if init not in INITS:
-        raise ConfigError(f"init must be one of {', '.join(INITS)}, got {init!r}")
-    if ipc < 1:
-        raise ConfigError(f"ipc must be >= 1, got {ipc}")
     check_factor(factor)
     labels = torch.arange(dataset.num_classes).repeat_interleave(ipc)
     prep = dataset.preprocessing
@@ -59,6 +55,6 @@ def initial_synthetic(dataset: AVDataset, ipc: int, init: str, seed: int, factor
     if init == "real":
         indices = pick_real(dataset, per_class, seed)
     else:
-        indices = herding_indices(dataset, per_class, herding.space, herding.encoder, herding.epochs, seed,
-                                  herding.progress)
+        indices = herding_indices(dataset, per_class, herding.herding_space, encoder, herding.herding_epochs, seed,
+                                  progress)
     return real_pairs(dataset, indices, factor)

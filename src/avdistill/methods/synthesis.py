@@ -1,0 +1,50 @@
+"""What every synthesis method shares: its base options (the optimisation loop's budget and step
+sizes, the initial set, the encoders, DSA) and the initial set built from them.
+
+A synthesis method's config extends :class:`SynthesisConfig` (changing defaults where its paper
+does) and starts from :func:`starting_set`; the distribution-matching family adds its matching
+options (:class:`avdistill.methods.matching.MatchingConfig`), MTT its trajectory options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from avdistill.augment import DEFAULT_STRATEGY, DSA
+from avdistill.config import nested, option
+from avdistill.data.dataset import AVDataset
+from avdistill.factor import MAX_FACTOR
+from avdistill.methods.initial_set import INITS, HerdingInit, initial_synthetic
+from avdistill.models import PRESETS
+from avdistill.searchspace import log_uniform, one_of, uniform
+
+
+@dataclass
+class SynthesisConfig:
+    """Options every synthesis method has; defaults and search ranges (``avdistill tune``) are DM's for AV-Digits
+    on a CPU."""
+
+    iterations: int = option(300, "optimisation steps", "the DM paper uses 20000; 300 suffices for AV-Digits on CPU",
+                             minimum=1)
+    lr_audio: float = option(1.0, "SGD learning rate on the synthetic spectrograms", "DM: 1.0", above=0,
+                             search=log_uniform(0.05, 20))
+    lr_frames: float = option(1.0, "SGD learning rate on the synthetic frames", "DM: 1.0", above=0,
+                              search=log_uniform(0.05, 20))
+    momentum: float = option(0.5, "SGD momentum", "DM: 0.5", minimum=0, below=1, search=uniform(0, 0.9))
+    init: str = option("real", "initial synthetic set: 'real' (random real pairs), 'herding' or 'noise' (Gaussian)",
+                       choices=INITS, search=one_of("real", "herding"))
+    factor: int = option(1, "IDM factor: each stored sample holds factor x factor downscaled samples (1: off)",
+                         minimum=1, maximum=MAX_FACTOR, search=one_of(1, 2))
+    herding: HerdingInit = nested(HerdingInit)
+    encoder: str = option("small", "encoder preset: 'small' (CPU, small inputs) or 'avdd' (the paper's ConvNets)",
+                          choices=tuple(PRESETS), what="encoder preset")
+    augment: str = option(DEFAULT_STRATEGY, "DSA ops joined by '_', or 'none'", check=DSA)
+    checkpoint_every: int = option(50, "iterations between checkpoints (resume after interruption)", minimum=1)
+
+
+def starting_set(dataset: AVDataset, ipc: int, cfg: SynthesisConfig, seed: int,
+                 progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The set a synthesis method starts from: `cfg`'s init, IDM factor and herding feature networks."""
+    return initial_synthetic(dataset, ipc, cfg.init, seed, cfg.factor, cfg.herding, cfg.encoder, progress)
