@@ -43,8 +43,8 @@ class BenchGrid:
     methods: tuple[str, ...] = ("random", "dm")
     ipcs: tuple[int, ...] = (1, 10)
     heads: tuple[str, ...] = ("ensemble",)
-    sets: int = 1
-    runs: int = 3
+    sets: int = 3  # the papers' protocol: 3 synthetic sets x 5 evaluation runs
+    runs: int = 5
     whole_data_runs: int = 1
     seed: int = 0
     method_options: dict = dataclasses.field(default_factory=dict)  # {method: {option: value}}
