@@ -32,9 +32,10 @@ def test_bench_grid_report_and_cache(tiny_dataset_file, tmp_path, capsys, monkey
     times = report.split("## Distillation time")[1].splitlines()
     cols = {line.split("|")[1].strip(): [x.strip() for x in line.split("|")[2:-1]] for line in times
             if line.startswith("| ")}
-    assert list(cols["set"]) == ["without caches (s)", "real means (s)", "cold (s)", "reused from the cache"]
-    assert cols["dm IPC 1"][3] == "–" and cols["dm IPC 2"][3] == "real means"
-    assert cols["dm IPC 1"][1] == cols["dm IPC 2"][1] != "–" and cols["random IPC 1"][1] == "–"
+    assert cols["set"] == ["wall (s)", "without caches (s)", "real means (s)", "cold (s)", "reused from the cache"]
+    assert cols["dm IPC 1"][4] == "–" and cols["dm IPC 2"][4] == "real means"
+    assert cols["dm IPC 1"][2] == cols["dm IPC 2"][2] != "–" and cols["random IPC 1"][2] == "–"
+    assert "Code: commit " in report
     cells = sorted(p.name for p in (out / "cells").iterdir())
     assert len(cells) == 2 * 2 * 2 + 1  # methods x ipc x sets, + whole data
     assert (out / "sets" / "dm-ipc2-set1" / "synthetic.safetensors").exists()

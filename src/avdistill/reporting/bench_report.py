@@ -45,9 +45,10 @@ def retrieval_pool(cells: list[dict], **match) -> RetrievalResult | None:
     return RetrievalResult(runs) if runs else None
 
 
-def bench_report(grid, dataset, cells: list[dict], pictures: list[dict], report: Path, command: str = "") -> str:
-    """report.md's text for a finished `grid` (a :class:`avdistill.grid.bench.BenchGrid`)."""
-    sections = [_header(grid, dataset, command), _settings(grid), _main_table(grid, cells)]
+def bench_report(grid, dataset, cells: list[dict], pictures: list[dict], report: Path, command: str = "",
+                 commit: str = "") -> str:
+    """report.md's text for a finished `grid` (a :class:`avdistill.grid.bench.BenchGrid`); `commit`: the code's."""
+    sections = [_header(grid, dataset, command, commit), _settings(grid), _main_table(grid, cells)]
     if len(grid.heads) > 1:
         sections.append(_fusion_study(grid, cells))
     sections += [_ablation(grid, method, cells) for method in grid.ablations]
@@ -59,7 +60,7 @@ def bench_report(grid, dataset, cells: list[dict], pictures: list[dict], report:
     return "\n".join(line for section in sections for line in section)
 
 
-def _header(grid, dataset, command: str) -> list[str]:
+def _header(grid, dataset, command: str, commit: str) -> list[str]:
     n_per_cell = f"{grid.sets} set(s) × {grid.runs} run(s)"
     lines = [f"# Benchmark: {dataset.name}", "",
              f"Dataset `{grid.data}` (sha256 {dataset.checksum[:12]}…), {dataset.num_classes} classes, "
@@ -68,6 +69,8 @@ def _header(grid, dataset, command: str) -> list[str]:
              f"({n_per_cell} per synthetic "
              f"cell, {grid.whole_data_runs} run(s) per head for whole data). Seeds: set s is distilled with seed "
              f"{grid.seed} + s.", ""]
+    if commit:
+        lines += [f"Code: commit {commit}.", ""]
     if command:
         lines += ["Regenerate (finished cells are cached, a rerun continues):", "", "```bash", command, "```", ""]
     return lines
@@ -182,20 +185,25 @@ def _wall_times(cells: list[dict]) -> list[str]:
                     for part in (c.get("cache_seconds") or {}).values() for k in part})
     rows = []
     for name, by_set in sets.items():
+        wall = [c["distill_seconds"] for c in by_set.values()]
+        if any(c.get("cache_seconds") is None for c in by_set.values()):  # sets made before caches were timed
+            rows.append([name, mean_std(wall, 1, 1), *["not recorded"] * (len(kinds) + 2), "–"])
+            continue
         own, cold, costs, reused = [], [], {k: [] for k in kinds}, set()
         for c in by_set.values():
-            caches = c.get("cache_seconds") or {"filled": {}, "reused": {}}
+            caches = c["cache_seconds"]
             own.append(c["distill_seconds"] - sum(caches["filled"].values()))
             for k in kinds:
                 costs[k].append(caches["filled"].get(k, 0.0) + caches["reused"].get(k, 0.0))
             cold.append(own[-1] + sum(costs[k][-1] for k in kinds))
             reused |= {CACHE_NAMES.get(k, k) for k in caches["reused"]}
-        rows.append([name, mean_std(own, 1, 1), *(mean_std(costs[k], 1, 1) if any(costs[k]) else "–" for k in kinds),
+        rows.append([name, mean_std(wall, 1, 1), mean_std(own, 1, 1), *(mean_std(costs[k], 1, 1) if any(costs[k]) else "–" for k in kinds),
                      mean_std(cold, 1, 1), ", ".join(sorted(reused)) or "–"])
-    headers = ["set", "without caches (s)", *(f"{CACHE_NAMES.get(k, k)} (s)" for k in kinds), "cold (s)",
+    headers = ["set", "wall (s)", "without caches (s)", *(f"{CACHE_NAMES.get(k, k)} (s)" for k in kinds), "cold (s)",
                "reused from the cache"]
     return ["## Distillation time (s per synthetic set)", "",
-            "Without caches: the set's wall time less the seconds it spent filling caches. A cache column is "
+            "Wall: the set's distillation as it ran. Without caches: its wall time less the seconds it spent "
+            "filling caches. A cache column is "
             "what that cache's entries cost to compute, whether this set filled them or reused them from an "
             "earlier set or run (their recorded cost); cold = without caches + every cache column, the time "
             "on an empty cache. So no figure depends on the order the sets ran in. Mean ± std over the sets.",
