@@ -187,7 +187,7 @@ def _wall_times(cells: list[dict]) -> list[str]:
     for name, by_set in sets.items():
         wall = [c["distill_seconds"] for c in by_set.values()]
         if any(c.get("cache_seconds") is None for c in by_set.values()):  # sets made before caches were timed
-            rows.append([name, mean_std(wall, 1, 1), *["not recorded"] * (len(kinds) + 2), "–"])
+            rows.append([name, mean_std(wall, 1, 1), *["not recorded"] * (len(kinds) + 3)])
             continue
         own, cold, costs, reused = [], [], {k: [] for k in kinds}, set()
         for c in by_set.values():
