@@ -8,8 +8,8 @@ the checkpoints store and restore them (and their momentum) exactly like the aud
 A method may split each iteration into `parts` optimiser steps (AVDD's per-class update, see
 docs/METHODS.md): the loop then calls ``loss_terms(iteration, audio, frames, part)`` for part
 0..parts-1 and steps after each, all with ONE optimiser (one momentum buffer over the whole
-tensors), and logs the terms summed over the parts. A method that carries state across iterations (DAVDD's EMA prototypes) passes it as ``state``,
-a dict of tensors it updates in place: the checkpoint saves it and a resume restores it. Because
+tensors), and logs the terms summed over the parts. A method that carries state across
+iterations (DAVDD's EMA prototypes) passes it as ``state``, a dict of tensors it updates in place: the checkpoint saves it and a resume restores it. Because
 all per-iteration randomness is derived from (seed, iteration), a run resumed from a checkpoint
 continues exactly as if it had never stopped.
 
