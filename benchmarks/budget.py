@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,7 @@ from avdistill.methods import distill, get_method
 from avdistill.methods.base import make_config
 from avdistill.methods.budgets import budget_options
 from avdistill.methods.watch import Watch
+from avdistill.spread import mean_std
 from avdistill.synthetic import SyntheticSet
 
 
@@ -61,7 +61,7 @@ def main() -> None:
         evaluating[0] += time.perf_counter() - now
 
     options = {**budget_options(spec, "cpu"), "iterations": points[-1]}  # the CPU budget's batch sizes
-    factor = getattr(make_config(spec, options), "factor", 1)
+    factor = make_config(spec, options).factor_for(args.ipc, dataset)  # a synthesis method's (AV-MMD: per IPC)
 
     def check(done: int, audio: torch.Tensor, frames: torch.Tensor) -> None:
         if done in points:
@@ -80,8 +80,7 @@ def main() -> None:
     print("| iterations | wall time (s) | validation accuracy (%) |\n|---|---|---|")
     for row in rows:
         acc = row["val_accuracies"]
-        print(f"| {row['iterations']} | {row['wall_seconds']:.0f} | {100 * statistics.fmean(acc):.2f} ± "
-              f"{100 * statistics.pstdev(acc):.2f} (n={len(acc)}) |")
+        print(f"| {row['iterations']} | {row['wall_seconds']:.0f} | {mean_std(acc)} |")
 
 
 if __name__ == "__main__":

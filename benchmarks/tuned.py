@@ -11,7 +11,6 @@ and writes every accuracy to JSON (docs/TUNING.md).
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import tomllib
 from pathlib import Path
@@ -20,6 +19,7 @@ from avdistill.data import load_dataset
 from avdistill.evaluation import evaluate
 from avdistill.files import versions, write_json
 from avdistill.methods import distill
+from avdistill.spread import mean_std
 
 
 def main() -> None:
@@ -53,7 +53,7 @@ def main() -> None:
     print("| settings | test accuracy (%) |\n|---|---|")
     for name, acc in accuracies.items():
         if acc:
-            print(f"| {name} | {100 * statistics.fmean(acc):.2f} ± {100 * statistics.pstdev(acc):.2f} (n={len(acc)}) |")
+            print(f"| {name} | {mean_std(acc)} |")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from avdistill.evaluation import EvalConfig
 from avdistill.methods import METHODS, get_method
 from avdistill.methods.watch import parse_duration
 from avdistill.searchspace import parse_space
+from avdistill.spread import mean_std
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -100,7 +101,7 @@ def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
     if "best" in paths:
         best = study.best_trial
         print(f"best: trial {best.number}, validation accuracy "
-              f"{tuning.accuracy_text(best.user_attrs.get('val_accuracies', [best.value]))}; settings: {paths['best']}")
+              f"{mean_std(best.user_attrs.get('val_accuracies', [best.value]))} %; settings: {paths['best']}")
         print("next (the test split is read only here):")
         for command in tuning.next_commands(best, setup, args.data, out):
             print(f"  {command}")

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import torch
 
 from avdistill import distributed
-from avdistill.cache import code_digest
+from avdistill.cache import cache_ledger, code_digest
 from avdistill.config import flat_dict
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError, DataError
 from avdistill.files import check_output_dir, versions
-from avdistill.methods import avdd, davdd, dm, herding, kcenter, mtt, random  # noqa: F401  (registers the methods)
+from avdistill.methods import avdd, avmmd, davdd, dm, herding, kcenter, mtt, random  # noqa: F401  (registers the methods)
 from avdistill.methods.base import METHODS, MethodSpec, RunContext, fingerprint, get_method, make_config
 from avdistill.methods.budgets import budget_options
 from avdistill.methods.loop import finish
@@ -63,7 +64,8 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
     run = RunContext(seed=seed, device=group.device, folder=folder, progress=progress and group.leader,
                      fingerprint=fingerprint(method, ipc, config, seed, dataset, group), group=group, watch=watch)
     start = time.perf_counter()
-    audio, frames, labels = spec.run(dataset, ipc, config, run)
+    with cache_ledger() as ledger:
+        audio, frames, labels = spec.run(dataset, ipc, config, run)
     meta = {
         "method": method,
         "ipc": ipc,
@@ -73,6 +75,7 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
         "device": group.device,
         "world_size": group.world_size,
         "wall_seconds": round(time.perf_counter() - start, 3),
+        "cache_seconds": ledger.summary(),  # filled in this run / reused from earlier ones, per cache kind
         "source": {"name": dataset.name, "path": dataset.source_path, "sha256": dataset.checksum},
         "versions": versions(),
         "code_sha256": code_digest("."),
@@ -80,8 +83,9 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
     stopped = watch.record() if watch is not None else None
     if stopped:
         meta["stopped"] = stopped
-    syn = SyntheticSet(audio, frames, labels, list(dataset.classes), dataset.preprocessing, meta,
-                       factor=getattr(config, "factor", 1))
+    # A synthesis method may choose its IDM factor per IPC (factor_for); the set records the one it used.
+    factor = config.factor_for(ipc, dataset) if spec.kind == "synthesis" else getattr(config, "factor", 1)
+    syn = SyntheticSet(audio, frames, labels, list(dataset.classes), dataset.preprocessing, meta, factor=factor)
     if folder is not None:
         if group.leader:
             syn.save(folder.synthetic)
@@ -96,8 +100,8 @@ def initial_set(dataset: AVDataset, spec: MethodSpec, ipc: int, config, seed: in
     """The set a run of `spec` with `config` started from, and a sentence saying what it is: a synthesis method's
     starting set (same seed, init, IDM factor and herding settings), else the random coreset of the seed and IPC."""
     if spec.kind == "synthesis":
-        audio, frames, labels = starting_set(dataset, ipc, config, seed)
-        factor = config.factor
+        factor = config.factor_for(ipc, dataset)
+        audio, frames, labels = starting_set(dataset, ipc, dataclasses.replace(config, factor=factor), seed)
         what = f"the method's initialisation (init={config.init}, factor {factor}, seed {seed})"
     else:
         random_set = distill(dataset, "random", ipc, seed, progress=False)

@@ -19,6 +19,7 @@ from avdistill.methods import get_method
 from avdistill.methods.base import make_config
 from avdistill.methods.budgets import budget_options
 from avdistill.reporting.pictures import pyplot, save_png
+from avdistill.spread import mean_std
 
 
 def toml_text(values: dict, comments: list[str] = ()) -> str:
@@ -52,7 +53,7 @@ def write_outputs(study, setup, data: str, out: Path, reason: str) -> dict[str, 
         accuracies = best.user_attrs.get("val_accuracies", [best.value])
         paths["best"] = _write_settings(setup, data, out / "best.toml", best.params, [
             f"avdistill tune: the best of study {study.study_name!r}, trial {best.number}: validation accuracy "
-            f"{accuracy_text(accuracies)}",
+            f"{mean_std(accuracies)} %",
             "chosen on the validation split; rerun: avdistill distill --config THIS_FILE [--seed N] --out DIR"])
     paths["report"] = _write_report(study, trials, best, importances, setup, data, out, paths, reason)
     return paths
@@ -164,7 +165,7 @@ def _write_report(study, trials, best, importances, setup, data: str, out: Path,
                        disable_numparse=True), ""]
     if best is not None:
         accuracies = best.user_attrs.get("val_accuracies", [best.value])
-        lines += [f"Best: trial {best.number}, validation accuracy {accuracy_text(accuracies)}; "
+        lines += [f"Best: trial {best.number}, validation accuracy {mean_std(accuracies)} %; "
                   f"settings in `best.toml`.", "", "Next (the test split, read once, is a separate step):", "",
                   "```", *next_commands(best, setup, data, out), "```", ""]
     lines += ["![optimisation history](history.png)", ""]
@@ -175,13 +176,6 @@ def _write_report(study, trials, best, importances, setup, data: str, out: Path,
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     return out / "report.md"
-
-
-def accuracy_text(accuracies: list[float]) -> str:
-    """'mean ± std % (n=N)'; a single run has no spread to print."""
-    if len(accuracies) == 1:
-        return f"{100 * accuracies[0]:.2f} % (n=1)"
-    return f"{100 * statistics.fmean(accuracies):.2f} ± {100 * statistics.pstdev(accuracies):.2f} % (n={len(accuracies)})"
 
 
 def _fmt(value) -> str:

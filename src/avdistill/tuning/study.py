@@ -192,7 +192,7 @@ class Objective:
             return None
         classes, prep, ipc = list(self.dataset.classes), self.dataset.preprocessing, self.setup.ipc
         labels = torch.arange(self.dataset.num_classes).repeat_interleave(ipc)  # the loop's rows, in class order
-        factor = getattr(config, "factor", 1)
+        factor = config.factor_for(ipc, self.dataset)  # a synthesis method's (only those have iterations)
 
         def check(done: int, audio: torch.Tensor, frames: torch.Tensor) -> None:
             syn = SyntheticSet(audio.cpu(), frames.cpu(), labels, classes, prep, factor=factor)
