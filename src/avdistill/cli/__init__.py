@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from avdistill.cli import bench, demo, distill, evaluate, prepare, show
+from avdistill.cli import bench, demo, distill, evaluate, export, prepare, show
 from avdistill.cli.common import OptionParser
 from avdistill.errors import AVDistillError
 
@@ -15,7 +15,7 @@ def build_parser() -> tuple[OptionParser, dict[str, OptionParser]]:
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {name: module.add_parser(sub) for name, module in
                 (("prepare", prepare), ("distill", distill), ("evaluate", evaluate), ("show", show),
-                                          ("bench", bench), ("demo", demo))}
+                                          ("export", export), ("bench", bench), ("demo", demo))}
     return parser, commands
 
 
@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        {"prepare": prepare.run, "evaluate": evaluate.run, "show": show.run, "bench": bench.run,
-         "demo": demo.run}[args.command](args)
+        {"prepare": prepare.run, "evaluate": evaluate.run, "show": show.run, "export": export.run,
+         "bench": bench.run, "demo": demo.run}[args.command](args)
     except AVDistillError as exc:
         print(f"avdistill: error{_process()}: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,8 @@
 """``avdistill prepare``: turn source data into a prepared (pickle-free, memory-mappable) dataset.
 
-Sources: AVDD ``.pt`` tensors (positional), or video clips: a folder tree (``--folder``), a
-VGGSound-style CSV (``--csv``) or AVE annotations (``--ave``).
+Sources: AVDD ``.pt`` tensors (positional), video clips: a folder tree (``--folder``), a
+VGGSound-style CSV (``--csv``) or AVE annotations (``--ave``), or a local Hugging Face ``datasets``
+dataset with audio and image columns (``--hf``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from avdistill.data import load_avdd, save_dataset
 from avdistill.data.ingest import DecodeParams, prepare_clips
+from avdistill.data.ingest.hf import Columns, prepare_hf
 from avdistill.data.ingest.prepare import manifest_path_for
 from avdistill.data.ingest.sources import (AVE_PATTERN, CSV_PATTERN, VIDEO_EXTENSIONS, ave_clips, csv_clips,
                                            folder_clips)
@@ -31,11 +33,14 @@ def _frame_size(text: str) -> tuple[int, int]:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("prepare", help="make a prepared dataset from AVDD .pt files or video clips",
+    p = sub.add_parser("prepare",
+                       help="make a prepared dataset from AVDD .pt files, video clips or a datasets dataset",
                        description="Make avdistill's pickle-free, memory-mappable .safetensors dataset from AVDD .pt "
                                    "tensors, or from video clips (one 1-s window per clip, every second of an AVE "
-                                   "event): a folder tree, a VGGSound-style CSV, or AVE annotations. Video inputs "
-                                   "also write <out stem>.manifest.json (source, parameters, counts, skipped clips).")
+                                   "event): a folder tree, a VGGSound-style CSV, or AVE annotations; or from a local "
+                                   "Hugging Face datasets dataset's audio and image columns (--hf). Video and --hf "
+                                   "inputs also write <out stem>.manifest.json (source, parameters, counts, skipped "
+                                   "clips).")
     p.add_argument("train", nargs="?", help="AVDD .pt with the *_train keys (and possibly the *_test keys)")
     p.add_argument("test", nargs="?", help="AVDD .pt with the *_test keys, if they live in a separate file")
     p.add_argument("--out", required=True, help="output .safetensors path")
@@ -49,6 +54,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
     src.add_argument("--ave", metavar="FILE", nargs="+",
                      help="AVE annotation files (category&video_id&quality&start&end): one (split by video) or "
                           "two (train, test); every second of an event is one sample")
+    src.add_argument("--hf", metavar="PATH",
+                     help="a local Hugging Face datasets dataset: a save_to_disk folder, a .parquet file or a folder "
+                          "of them, with audio, image and label columns (see docs/INGEST.md)")
+    src.add_argument("--audio-column", help="--hf: the Audio column (default: audio)")
+    src.add_argument("--image-column", help="--hf: the Image (or uint8 H x W [x C] array) column (default: image)")
+    src.add_argument("--label-column", help="--hf: the ClassLabel, string or integer label column (default: label)")
+    src.add_argument("--split-column", help="--hf: a column naming each row's split: train, test (default: the "
+                                            "source's split names if it has several, else --test-fraction)")
+    src.add_argument("--chunk-size", type=int, default=256,
+                     help="--hf: rows decoded and held in memory at a time (default: 256)")
     src.add_argument("--video-dir", help="folder the --csv/--ave file names are relative to "
                                          "(default: the CSV's folder; required with --ave)")
     src.add_argument("--video-pattern", help="file name of a row, with fields {video_id} {start} {start_seconds} "
@@ -63,7 +78,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     src.add_argument("--seed", type=int, default=0, help="seed of that split (default: 0)")
     dec = p.add_argument_group("decoding")
     dec.add_argument("--offset", type=float, default=0.0,
-                     help="--folder/--csv: start of the 1-s window in seconds into each clip (default: 0; "
+                     help="--folder/--csv/--hf: start of the 1-s window in seconds into each clip (default: 0; "
                           "VGGS-10K as in AVDD: 4)")
     dec.add_argument("--sample-rate", type=int, default=11000, help="audio resampled to this rate in Hz (default: 11000)")
     dec.add_argument("--n-mels", type=int, default=128, help="mel bands (default: 128)")
@@ -106,10 +121,13 @@ def run(args) -> None:
     check_output_file(args.out)
 
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
-    sources = [s for s in ("train", "folder", "csv", "ave") if getattr(args, s)]
+    sources = [s for s in ("train", "folder", "csv", "ave", "hf") if getattr(args, s)]
     if len(sources) != 1:
-        raise ConfigError("give exactly one source: AVDD .pt file(s), --folder, --csv or --ave"
+        raise ConfigError("give exactly one source: AVDD .pt file(s), --folder, --csv, --ave or --hf"
                           + (f" (got {', '.join(sources)})" if sources else ""))
+    column_options = [f"--{c}-column" for c in ("audio", "image", "label", "split") if getattr(args, f"{c}_column")]
+    if column_options and not args.hf:
+        raise ConfigError(f"{', '.join(column_options)} only go with --hf")
     if args.train:
         dataset = load_avdd(args.train, args.test, classes=classes, name=args.name)
         save_dataset(dataset, args.out)
@@ -119,11 +137,22 @@ def run(args) -> None:
         params = DecodeParams(sample_rate=args.sample_rate, n_mels=args.n_mels, frame_size=args.frame_size,
                               grayscale=args.grayscale, frame_fps=args.frame_fps, frame_index=args.frame_index,
                               min_coverage=args.min_coverage)
-        clips, skips, source = _video_clips(args)
-        dataset = prepare_clips(clips, skips, source, args.out, params, classes=classes, name=args.name,
-                                test_fraction=args.test_fraction, seed=args.seed, workers=args.workers,
-                                normalization=args.normalization, min_per_class=args.min_per_class,
-                                restart=args.restart, progress=not args.quiet)
+        if args.hf:
+            if args.frame_fps is not None:
+                raise ConfigError("--frame-fps/--frame-index pick a frame of a video; an --hf row holds one image")
+            columns = Columns(audio=args.audio_column or "audio", image=args.image_column or "image",
+                              label=args.label_column or "label", split=args.split_column)
+            dataset = prepare_hf(args.hf, args.out, columns, params, classes=classes, name=args.name,
+                                 offset=args.offset, test_fraction=args.test_fraction, seed=args.seed,
+                                 normalization=args.normalization, min_per_class=args.min_per_class,
+                                 chunk_size=args.chunk_size, workers=args.workers, restart=args.restart,
+                                 progress=not args.quiet)
+        else:
+            clips, skips, source = _video_clips(args)
+            dataset = prepare_clips(clips, skips, source, args.out, params, classes=classes, name=args.name,
+                                    test_fraction=args.test_fraction, seed=args.seed, workers=args.workers,
+                                    normalization=args.normalization, min_per_class=args.min_per_class,
+                                    restart=args.restart, progress=not args.quiet)
         print(f"manifest: {manifest_path_for(Path(args.out))}")
     print(dataset.describe())
     print(f"wrote {args.out}")

@@ -89,7 +89,8 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _pixels(frame, params: DecodeParams) -> torch.Tensor:
+def frame_pixels(frame, params: DecodeParams) -> torch.Tensor:
+    """A PyAV video frame as uint8 [C, H, W] at ``params.frame_size`` (area-averaged), RGB or grey."""
     height, width = params.frame_size
     array = frame.to_ndarray(format="gray" if params.grayscale else "rgb24", width=width, height=height,
                              interpolation="AREA")
@@ -152,22 +153,27 @@ def decode_windows(path: str | Path, offsets: tuple[float, ...],
             if video_end is not None and video_end >= starts[i] - _EPS:
                 chosen[i] = previous
     wave = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    audio_start = audio_start or 0.0
     results = []
     for i, (offset, start) in enumerate(zip(offsets, starts)):
-        first = int(round((start - audio_start) * params.sample_rate))
-        segment = wave[max(first, 0): max(first + params.sample_rate, 0)]
-        covered = len(segment) / params.sample_rate
-        if i not in chosen:
-            reason = f"video track ends before the window at {offset:g} s"
-            results.append(f"{failure}; {reason}" if failure else reason)
-        elif covered < params.min_coverage:
-            reason = (f"audio covers only {covered:.2f} s of the window at {offset:g} s "
-                      f"(shorter than the window; need {params.min_coverage:g} s)")
-            results.append(f"{failure}; {reason}" if failure else reason)
+        window = window_log_mel(wave, audio_start or 0.0, start, offset, params) if i in chosen else \
+            f"video track ends before the window at {offset:g} s"
+        if isinstance(window, str):
+            results.append(f"{failure}; {window}" if failure else window)
         else:
-            if first < 0:
-                segment = np.concatenate([np.zeros(-first, np.float32), segment])
-            db = log_mel(torch.from_numpy(segment), params.mel).unsqueeze(0)
-            results.append((db, _pixels(chosen[i], params)))
+            results.append((window, frame_pixels(chosen[i], params)))
     return results
+
+
+def window_log_mel(wave: np.ndarray, audio_start: float, start: float, offset: float,
+                   params: DecodeParams) -> torch.Tensor | str:
+    """Log-mel dB [1, n_mels, T] of the second from `start` of mono `wave` (which begins at `audio_start`,
+    both in seconds on the file's clock), zero-padded where the audio starts late; or why it is too short."""
+    first = int(round((start - audio_start) * params.sample_rate))
+    segment = wave[max(first, 0): max(first + params.sample_rate, 0)]
+    covered = len(segment) / params.sample_rate
+    if covered < params.min_coverage:
+        return (f"audio covers only {covered:.2f} s of the window at {offset:g} s "
+                f"(shorter than the window; need {params.min_coverage:g} s)")
+    if first < 0:
+        segment = np.concatenate([np.zeros(-first, np.float32), segment])
+    return log_mel(torch.from_numpy(segment), params.mel).unsqueeze(0)

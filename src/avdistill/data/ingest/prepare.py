@@ -96,7 +96,7 @@ def _read_result(path: Path) -> tuple[dict[str, torch.Tensor], list[str | None]]
         raise DataError(path, f"unreadable work file ({exc}); delete it and rerun") from None
 
 
-def _open_work_dir(work: Path, params: DecodeParams, restart: bool) -> None:
+def open_work_dir(work: Path, params: DecodeParams, restart: bool) -> None:
     state = work / "params.json"
     if restart and work.exists():
         shutil.rmtree(work)
@@ -112,7 +112,7 @@ def _open_work_dir(work: Path, params: DecodeParams, restart: bool) -> None:
     write_json(state, params.to_dict())
 
 
-def _worker_init(parent: int) -> None:
+def worker_init(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it cancels the queue
     torch.set_num_threads(1)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
@@ -133,7 +133,7 @@ def _decode_all(jobs: list[tuple[Clip, Path]], params: DecodeParams, workers: in
     if workers > 1 and todo:  # forked before the progress bar starts its monitor thread
         mel_filterbank(params.mel)  # imported and cached before forking, so workers start at once
         context = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(os.getpid(),))
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=worker_init, initargs=(os.getpid(),))
         futures = {pool.submit(decode_to_file, *a): clip for (clip, _), a in zip(todo, args)}
     done = len(jobs) - len(todo)
     bar = tqdm(total=len(jobs), initial=done, desc="decoding clips", unit="clip", disable=not progress)
@@ -159,7 +159,7 @@ def _decode_all(jobs: list[tuple[Clip, Path]], params: DecodeParams, workers: in
         bar.close()
 
 
-def _normalization(kind: str, train: AVSplit, channels: int) -> dict:
+def normalization_stats(kind: str, train: AVSplit, channels: int) -> dict:
     if kind == "avdd":
         if channels == 3:
             return {"frame_mean": AVDD_FRAME_MEAN, "frame_std": AVDD_FRAME_STD}
@@ -169,7 +169,7 @@ def _normalization(kind: str, train: AVSplit, channels: int) -> dict:
             "audio_mean": float(train.audio.mean()), "audio_std": max(float(train.audio.std()), 1e-3)}
 
 
-def _count_table(counts: dict[str, dict[str, int]], classes: list[str], min_per_class: int) -> str:
+def count_table(counts: dict[str, dict[str, int]], classes: list[str], min_per_class: int) -> str:
     rows = []
     for c in classes:
         train, test = counts["train"][c], counts["test"][c]
@@ -179,7 +179,7 @@ def _count_table(counts: dict[str, dict[str, int]], classes: list[str], min_per_
     return tabulate(rows, headers=["class", "train", "test", ""], tablefmt="simple")
 
 
-def _skip_table(skipped: list[Skip]) -> str:
+def skip_table(skipped: list[Skip]) -> str:
     rows = [[s.file, "" if s.offset is None else f"{s.offset:g}", s.label or "", s.reason] for s in skipped]
     return tabulate(rows, headers=["file", "at (s)", "label", "reason"], tablefmt="simple")
 
@@ -204,11 +204,11 @@ def prepare_clips(clips: list[Clip], listing_skips: list[Skip], source: dict, ou
     if not clips:
         skipped = list(listing_skips) + label_skips
         if skipped:
-            print(f"skipped {len(skipped)} entries:\n{_skip_table(skipped)}")
+            print(f"skipped {len(skipped)} entries:\n{skip_table(skipped)}")
         where = source.get("root") or source.get("csv") or source["annotations"][0]
         raise DataError(where, f"no clips to decode: all {len(skipped)} listed entries were skipped")
     work = work_dir_for(out)
-    _open_work_dir(work, params, restart)
+    open_work_dir(work, params, restart)
     jobs = [(clip, work / f"{clip_id(clip)}.safetensors") for clip in clips]
     _decode_all(jobs, params, workers, progress)
 
@@ -237,9 +237,9 @@ def prepare_clips(clips: list[Clip], listing_skips: list[Skip], source: dict, ou
     splits = {s: AVSplit(**{k: torch.cat(v) if v else empty[k] for k, v in parts[s].items()}) for s in SPLITS}
     counts = {s: {c: int((splits[s].labels == i).sum()) for i, c in enumerate(classes)} for s in SPLITS}
 
-    print(_count_table(counts, classes, min_per_class))
+    print(count_table(counts, classes, min_per_class))
     if skipped:
-        print(f"\nskipped {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'}:\n{_skip_table(skipped)}")
+        print(f"\nskipped {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'}:\n{skip_table(skipped)}")
     short = [c for c in classes if counts["train"][c] < min_per_class]
     if short:
         detail = ", ".join(f"{c!r} ({counts['train'][c]})" for c in short)
@@ -261,7 +261,7 @@ def prepare_clips(clips: list[Clip], listing_skips: list[Skip], source: dict, ou
         "versions": versions(),
     }
     prep = Preprocessing(mel=params.mel, frame_size=tuple(params.frame_size), frame_channels=channels,
-                         **_normalization(normalization, splits["train"], channels))
+                         **normalization_stats(normalization, splits["train"], channels))
     dataset = AVDataset(name=name or out.stem, classes=classes, train=splits["train"], test=splits["test"],
                         preprocessing=prep, info={"source": f"media ({source['kind']})", "manifest": manifest})
     save_dataset(dataset, out)
