@@ -202,7 +202,7 @@ def report(args, measured, load_start, wall: float, commit: str) -> str:
              f"iterations per run; arms interleaved {args.repeats} times (A B A B), median shown; the real-means "
              "cache of avdistill starts empty in every measurement and its filling is timed.", "",
              "| runs | reference it/s | avdistill it/s | ratio (median) | ratios of each repeat | "
-             "real pairs embedded/s (ref / avdistill) | initial set s (cold, ref / avdistill) | load (1 min) |",
+             "real pairs embedded/s (ref / avdistill) | initial set s (warm-up: ref first, avdistill second) | load (1 min) |",
              "|---|---|---|---|---|---|---|---|"]
     for runs, cell in measured:
         res = cell["results"]
@@ -213,7 +213,7 @@ def report(args, measured, load_start, wall: float, commit: str) -> str:
         loads = [r["load"] for arm in ARMS for r in res[arm]]
         lines.append(f"| {name} | {statistics.median(rate['reference']):.3f} | {statistics.median(rate['avdistill']):.3f}"
                      f" | **{statistics.median(ratios):.2f}x** | {', '.join(f'{x:.2f}' for x in ratios)} | "
-                     f"{emb['reference']:.0f} / {emb['avdistill']:.0f} | {cold_init(cell)} | "
+                     f"{emb['reference']:.3g} / {emb['avdistill']:.3g} | {cold_init(cell)} | "
                      f"{min(loads):.1f}-{max(loads):.1f} |")
     lines += ["", f"Load average {load_start[0]:.1f} at the start on "
                   f"{os.cpu_count()} cores (shared with other jobs: absolute rates are noisy, the ratios come from "
@@ -222,7 +222,7 @@ def report(args, measured, load_start, wall: float, commit: str) -> str:
 
 
 def cold_init(cell: dict) -> str:
-    """The cold initial set's seconds (the warm-up's; older JSON kept only the in-process warm ones: '–')."""
+    """The initial set's seconds in the warm-up (the reference runs first, so it pays the process's first calls)."""
     cold = cell.get("cold_init_seconds")
     return f"{cold['reference']:.1f} / {cold['avdistill']:.1f}" if cold else "–"
 
