@@ -109,7 +109,7 @@ def report(results: dict, grid: dict, out: Path) -> None:
     arch = {}
     small = [c for c in grid["fusion-synthetic"] if c[1] in ARCH_SETS and c[3] == "ensemble"]
     for cell in small + grid["arch"]:
-        arch.setdefault(f"{cell[2]} (n={cell[4]})", {})[set_label(cell[1])] = results[cell]["accuracies"]
+        arch.setdefault(cell[2], {})[set_label(cell[1])] = results[cell]["accuracies"]
     retrieval_cells = grid["retrieval-synthetic"] + grid["retrieval-whole"]
     retrievals = {set_label(c[1]): RetrievalResult(results[c]["runs"]) for c in retrieval_cells}
     runs, whole_runs = grid["fusion-synthetic"][0][4], grid["fusion-whole"][0][4]
@@ -117,7 +117,7 @@ def report(results: dict, grid: dict, out: Path) -> None:
         f"Fusion (top-1 %, mean ± std; n={runs} runs per synthetic set, n={whole_runs} on whole data)\n\n"
         + accuracy_table(fusion, columns, row_header="head"),
         "Retrieval (R@K %, median rank; class-level match)\n\n" + retrieval_table(retrievals),
-        "Cross-architecture (ensemble head, top-1 %, n runs per cell)\n\n"
+        "Cross-architecture (ensemble head, top-1 %, mean ± std (n runs))\n\n"
         + accuracy_table(arch, [set_label(s) for s in ARCH_SETS], row_header="evaluation encoders"),
         "Speed (evaluation runs per minute, one thread, wall time on a shared machine)\n\n"
         + "\n".join(f"- {k}: {v:.2f}" for k, v in speed(results).items()),

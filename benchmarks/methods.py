@@ -31,6 +31,7 @@ from avdistill.evaluation import evaluate
 from avdistill.files import versions, write_json
 from avdistill.methods import get_method
 from avdistill.methods.coreset import train_features
+from avdistill.spread import mean_std
 
 NO_CROSS = {"lam_jm": 0.0, "lam_mgm": 0.0}
 COMPARISON = {
@@ -169,8 +170,7 @@ def report(args, out: Path) -> str:
                 if not accs:
                     cells += ["–", "–", "–"]
                     continue
-                std = statistics.pstdev(accs) if len(accs) > 1 else 0.0
-                cells.append(f"{100 * statistics.fmean(accs):.2f} ± {100 * std:.2f} ({len(recs)}×{len(accs) // len(recs)})")
+                cells.append(f"{mean_std(accs, count=False)} ({len(recs)}×{len(accs) // len(recs)})")
                 cells.append(f"{statistics.fmean(r['distill_seconds'] for r in recs):.1f}")
                 peaks = [r["peak_rss_mib"] for r in recs if "peak_rss_mib" in r]
                 cells.append(f"{max(peaks)}" if peaks else "–")

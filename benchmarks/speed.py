@@ -214,13 +214,10 @@ def mean(xs) -> float:
     return sum(xs) / len(xs)
 
 
-def std(xs) -> float:
-    m = mean(xs)
-    return (sum((x - m) ** 2 for x in xs) / max(len(xs) - 1, 1)) ** 0.5
-
-
 def report(out: Path, doc: Path, timing: Path | None = None) -> None:
     """The "speed" section of docs/BENCHMARKS.md and its figure, from the cached runs and evaluations."""
+    from avdistill.spread import mean_std
+
     results = load_results(out, timing)
     if "reference" not in results:
         raise SystemExit(f"no evaluated reference run under {out}: run `speed.py all` first")
@@ -242,7 +239,7 @@ def report(out: Path, doc: Path, timing: Path | None = None) -> None:
     for name, r in results.items():
         for it, seconds, accs in r["points"]:
             lines.append(f"| {name} | {ARMS[name].get('summary', '')} | {it} | {seconds:.0f}{'*' * (name in first_pass)} | "
-                         f"{100 * mean(accs):.2f} ± {100 * std(accs):.2f} |")
+                         f"{mean_std(accs, count=False)} |")
     if first_pass:
         lines += ["", f"\\* {', '.join(first_pass)}: wall times from the first pass on the loaded machine, before the "
                       "encoder passes were sliced (the snapshots are the same; the times are slower than a rerun's), so "

@@ -28,6 +28,14 @@ def test_bench_grid_report_and_cache(tiny_dataset_file, tmp_path, capsys, monkey
     assert "(n=4)" in report  # 2 sets x 2 runs pooled, with the count printed
     # Only the sections that were asked for: one head, no ablations, no retrieval.
     assert "## Fusion study" not in report and "## Ablation" not in report and "retrieval" not in report
+    # Times: DM IPC 2 reuses the real means DM IPC 1 filled (same seed per set) and states their cost alike.
+    times = report.split("## Distillation time")[1].splitlines()
+    cols = {line.split("|")[1].strip(): [x.strip() for x in line.split("|")[2:-1]] for line in times
+            if line.startswith("| ")}
+    assert cols["set"] == ["wall (s)", "without caches (s)", "real means (s)", "cold (s)", "reused from the cache"]
+    assert cols["dm IPC 1"][4] == "–" and cols["dm IPC 2"][4] == "real means"
+    assert cols["dm IPC 1"][2] == cols["dm IPC 2"][2] != "–" and cols["random IPC 1"][2] == "–"
+    assert "Code: commit " in report
     cells = sorted(p.name for p in (out / "cells").iterdir())
     assert len(cells) == 2 * 2 * 2 + 1  # methods x ipc x sets, + whole data
     assert (out / "sets" / "dm-ipc2-set1" / "synthetic.safetensors").exists()
@@ -72,7 +80,7 @@ def test_bench_fusion_ablations_and_retrieval(tiny_dataset_file, tmp_path, capsy
 
     out, report_dir = tmp_path / "cache", tmp_path / "report"
     args = ["bench", "--data", tiny_dataset_file.source_path, "--methods", "random", "--ipc", "1",
-            "--heads", "a,v,ensemble", "--runs", "1", "--ablations", "avdd", "--retrieval", "--epochs", "1",
+            "--heads", "a,v,ensemble", "--sets", "1", "--runs", "1", "--ablations", "avdd", "--retrieval", "--epochs", "1",
             "--batch-size", "8", "--set", "avdd.iterations=1", "--set", "avdd.real_per_class=2",
             "--set", "avdd.herding_epochs=1", "--out", str(out), "--report", str(report_dir), "--quiet"]
     assert main(args) == 0
@@ -84,8 +92,9 @@ def test_bench_fusion_ablations_and_retrieval(tiny_dataset_file, tmp_path, capsy
     for head in ("random / audio-only", "random / visual-only", "random / ensemble", "whole data / ensemble"):
         assert head in report
     for row in ABLATIONS:
-        assert re.search(rf"\| {re.escape(row)} +\| \d+\.\d\d ± \d+\.\d\d \(n=1\)", report), row
-    assert re.search(r"\| random IPC 1 +\| [\d.]+ ± [\d.]+ +\|", report) and "| whole data " in report
+        assert re.search(rf"\| {re.escape(row)} +\| \d+\.\d\d \(n=1\) +\|", report), row  # one run: no ±
+    assert re.search(r"\| random IPC 1 +\| \d+\.\d\d +\|", report) and "| whole data " in report
+    assert not re.search(r"± \d", report.split("## Distillation time")[0])
     # Ablation rows are evaluated with the AV head only; the AVDD-defaults row is one cell like any other.
     cells = {p.name for p in (out / "cells").iterdir()}
     assert "avdd-ipc1-set0-ensemble.json" in cells and "avdd-ipc1-set0-a.json" not in cells

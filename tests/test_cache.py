@@ -83,3 +83,15 @@ def test_grid_cells_from_other_code_are_recomputed(tmp_path, monkeypatch):
     monkeypatch.setattr(cache_module, "code_digest", lambda *sources: "edited-" + digest(*sources))
     cached_cell(path, {"head": "ensemble"}, compute)
     assert len(runs) == 2
+
+
+def test_the_ledger_counts_fills_and_the_recorded_cost_of_reused_entries(tmp_path):
+    cache = TensorCache("demo", {"x": 1}, ("seeding.py",), tmp_path)
+    with cache_module.cache_ledger() as first:
+        cache.get("a", lambda: ({"t": torch.ones(2)}, {}))
+        cache.get("a", lambda: ({"t": torch.ones(2)}, {}))  # filled by this run: not counted again as reused
+    assert set(first.filled) == {"demo"} and first.reused == {}
+    cache.save("b", {"t": torch.zeros(1)}, seconds=12.5)
+    with cache_module.cache_ledger() as second:
+        cache.get("b", lambda: ({"t": torch.ones(1)}, {}))
+    assert second.summary() == {"filled": {}, "reused": {"demo": 12.5}}  # the cost it had when computed

@@ -10,8 +10,8 @@ import avdistill
 
 SRC = Path(avdistill.__file__).parent
 # Bottom to top: a module may import only from its own layer or the layers before it.
-LAYERS = ["version", "errors", "config", "seeding", "files", "run_folder", "factor", "data", "models", "augment",
-          "synthetic", "cache", "training", "distributed", "methods", "evaluation", "reporting", "grid", "demo",
+LAYERS = ["version", "errors", "config", "seeding", "spread", "files", "run_folder", "factor", "data", "models",
+          "augment", "synthetic", "cache", "training", "distributed", "methods", "evaluation", "reporting", "grid", "demo",
           "cli", "__init__", "__main__"]
 
 

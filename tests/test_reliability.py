@@ -121,7 +121,7 @@ def test_kill_9_during_distill_then_rerun_equals_uninterrupted(tiny_dataset_file
 def test_kill_9_during_bench_then_rerun_completes(tiny_dataset_file, tmp_path):
     out = tmp_path / "bench"
     args = ["bench", "--data", tiny_dataset_file.source_path, "--methods", "random,dm", "--ipc", "1,2",
-            "--runs", "1", "--epochs", "1", "--set", "dm.iterations=4", "--set", "dm.real_per_class=4",
+            "--sets", "1", "--runs", "1", "--epochs", "1", "--set", "dm.iterations=4", "--set", "dm.real_per_class=4",
             "--out", str(out), "--quiet"]
     _run_until(args, out / "cells" / "random-ipc2-set0-ensemble.json")
     assert not (out / "report.md").exists()

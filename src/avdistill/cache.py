@@ -11,14 +11,22 @@ its header; loading checks both, and a damaged or foreign file is recomputed and
 trusted. A cache without a folder keeps its entries in memory for the life of the process (the
 feature networks' features), and one that is switched off (no folder, not in memory; also every
 dataset without a checksum, which has no identity to key on) computes every time.
+
+Every entry records in its header how many seconds computing it took, and a :class:`CacheLedger`
+(:func:`cache_ledger`) collects, per kind, the seconds spent filling entries during a run and the
+recorded cost of the entries it reused: so a run's time can be stated without caches, whatever
+an earlier run left in them (``bench``'s time columns).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -56,6 +64,49 @@ def stamp(code: tuple[str, ...]) -> dict:
     return {"avdistill": __version__, "code": code_digest(*code)}
 
 
+@dataclass
+class CacheLedger:
+    """Seconds per cache kind during a run: `filled`, spent computing entries (whether or not the cache
+    is on); `reused`, what the entries loaded from the cache cost when they were computed."""
+
+    filled: dict[str, float] = field(default_factory=dict)
+    reused_entries: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    _computed: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def fill(self, entry: tuple[str, str, str], seconds: float) -> None:
+        self.filled[entry[0]] = self.filled.get(entry[0], 0.0) + seconds
+        self._computed.add(entry)
+
+    def reuse(self, entry: tuple[str, str, str], seconds: float) -> None:
+        if entry not in self._computed:  # an entry this run filled and read back costs nothing more
+            self.reused_entries[entry] = seconds
+
+    @property
+    def reused(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for (kind, _, _), seconds in self.reused_entries.items():
+            totals[kind] = totals.get(kind, 0.0) + seconds
+        return totals
+
+    def summary(self) -> dict:
+        return {"filled": {k: round(v, 3) for k, v in self.filled.items()},
+                "reused": {k: round(v, 3) for k, v in self.reused.items()}}
+
+
+_LEDGERS: list[CacheLedger] = []
+
+
+@contextlib.contextmanager
+def cache_ledger() -> Iterator[CacheLedger]:
+    """Collect the cache seconds of everything run inside the block (see :class:`CacheLedger`)."""
+    ledger = CacheLedger()
+    _LEDGERS.append(ledger)
+    try:
+        yield ledger
+    finally:
+        _LEDGERS.remove(ledger)
+
+
 class TensorCache:
     """Entries of one `kind` with one `identity`, computed by the source files `code` (see the module docstring)."""
 
@@ -63,6 +114,7 @@ class TensorCache:
                  memory: bool = False):
         self.identity = json.loads(json.dumps({"kind": kind, **stamp(code), **identity}, sort_keys=True))
         self.key = hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()[:24]
+        self.kind = kind
         self.folder = Path(root) / f"{kind}-{self.key}" if root is not None else None
         self.memory = memory and root is None
 
@@ -72,7 +124,15 @@ class TensorCache:
     def load(self, name: str) -> tuple[Tensors, dict] | None:
         """(tensors, info) of entry `name`, or None when absent, damaged or written under another identity."""
         if self.memory:
-            return _MEMORY.get((self.key, name))
+            cached = _MEMORY.get((self.key, name))
+        else:
+            cached = self._load_file(name)
+        if cached is not None:
+            for ledger in _LEDGERS:
+                ledger.reuse((self.kind, self.key, name), float(cached[1].get("seconds", 0.0)))
+        return cached
+
+    def _load_file(self, name: str) -> tuple[Tensors, dict] | None:
         path = self.path(name)
         if path is None or not path.exists():
             return None
@@ -86,11 +146,14 @@ class TensorCache:
         except (SafetensorError, OSError, KeyError, ValueError, DataError):
             return None
 
-    def save(self, name: str, tensors: Tensors, info: dict | None = None) -> None:
-        """Store entry `name` (atomically; a no-op when the cache is off)."""
+    def save(self, name: str, tensors: Tensors, info: dict | None = None, seconds: float = 0.0) -> None:
+        """Store entry `name`, which took `seconds` to compute (atomically; a no-op when the cache is off)."""
+        for ledger in _LEDGERS:
+            ledger.fill((self.kind, self.key, name), seconds)
+        info = {**(info or {}), "seconds": round(seconds, 3)}
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         if self.memory:
-            _MEMORY[(self.key, name)] = (tensors, dict(info or {}))
+            _MEMORY[(self.key, name)] = (tensors, info)
             return
         path = self.path(name)
         if path is None:
@@ -98,15 +161,16 @@ class TensorCache:
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata={"identity": json.dumps(self.identity, sort_keys=True),
                                                   "sha256": json.dumps(tensor_digests(tensors)),
-                                                  "info": json.dumps(info or {})})
+                                                  "info": json.dumps(info)})
 
     def get(self, name: str, compute: Callable[[], tuple[Tensors, dict]]) -> tuple[Tensors, dict]:
         """Entry `name`, computed by ``compute() -> (tensors, info)`` and stored when it is not cached."""
         cached = self.load(name)
         if cached is not None:
             return cached
+        start = time.perf_counter()
         tensors, info = compute()
-        self.save(name, tensors, info)
+        self.save(name, tensors, info, time.perf_counter() - start)
         return tensors, info
 
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -94,6 +95,22 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def source_commit() -> str:
+    """The git commit of the checkout avdistill runs from, '+changes' when its tree differs from it;
+    'unknown' outside a git checkout (an installed wheel, even inside another repository's folder)."""
+    here = Path(__file__).resolve().parent
+    try:
+        subprocess.run(["git", "-C", str(here), "ls-files", "--error-unmatch", Path(__file__).name],
+                       capture_output=True, timeout=10, check=True)  # this file is tracked: a checkout of avdistill
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+changes" if changed else "")
 
 
 def versions() -> dict[str, str]:

@@ -26,8 +26,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--methods", default="random,dm", help="comma-separated methods (default: random,dm)")
     p.add_argument("--ipc", default="1,10", help="comma-separated IPC settings (default: 1,10)")
     p.add_argument("--heads", default="ensemble", help="comma-separated evaluation heads (default: ensemble)")
-    p.add_argument("--sets", type=int, default=1, help="synthetic sets per method and IPC, seeds seed..seed+sets-1 (default: 1)")
-    p.add_argument("--runs", type=int, default=3, help="evaluation runs per set and head (default: 3)")
+    p.add_argument("--sets", type=int, default=3, help="synthetic sets per method and IPC, seeds seed..seed+sets-1 "
+                                                        "(default: 3, the papers' protocol)")
+    p.add_argument("--runs", type=int, default=5,
+                   help="evaluation runs per set and head (default: 5, the papers' protocol)")
     p.add_argument("--whole-data-runs", type=int, default=1, help="runs on the whole training split per head; 0 skips (default: 1)")
     p.add_argument("--method-option", "--set", dest="method_settings", action="append", default=[],
                    metavar="METHOD.NAME=VALUE", help="a method option, e.g. --method-option dm.iterations=100 "

@@ -22,6 +22,7 @@ from avdistill.config import option, validate
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError
 from avdistill.seeding import derive_seed
+from avdistill.spread import mean_std
 from avdistill.training import TrainConfig, batches, train_networks
 
 
@@ -44,7 +45,7 @@ class EvalResult:
         return statistics.pstdev(self.accuracies) if len(self.accuracies) > 1 else 0.0
 
     def __str__(self) -> str:
-        return f"{100 * self.mean:.2f} ± {100 * self.std:.2f} (n={len(self.accuracies)})"
+        return mean_std(self.accuracies)
 
 
 def train_and_test(train, dataset: AVDataset, cfg: EvalConfig, seed: int, device: str = "cpu",

@@ -27,7 +27,7 @@ from avdistill.data import load_dataset
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError
 from avdistill.evaluation import EvalConfig, RetrievalConfig
-from avdistill.files import atomic_path, check_output_dir
+from avdistill.files import atomic_path, check_output_dir, source_commit
 from avdistill.grid.cells import as_json
 from avdistill.grid.pictures import write_pictures
 from avdistill.grid.runner import Cell, SetSource, method_run, run_cells, whole_data
@@ -43,8 +43,8 @@ class BenchGrid:
     methods: tuple[str, ...] = ("random", "dm")
     ipcs: tuple[int, ...] = (1, 10)
     heads: tuple[str, ...] = ("ensemble",)
-    sets: int = 1
-    runs: int = 3
+    sets: int = 3  # the papers' protocol: 3 synthetic sets x 5 evaluation runs
+    runs: int = 5
     whole_data_runs: int = 1
     seed: int = 0
     method_options: dict = dataclasses.field(default_factory=dict)  # {method: {option: value}}
@@ -146,6 +146,7 @@ def run_bench(grid: BenchGrid, out: str | Path, device: str = "cpu", progress: b
     """Fill the grid (skipping cached cells) and write the report; returns the results summary."""
     out = check_output_dir(out)
     rows = check_grid(grid)
+    commit = source_commit()  # at the start: the code that computes the cells
     dataset = load_dataset(grid.data, mmap=True, verify=verify)  # mapped, as the commands do (cli.common.load_data)
     sources = method_sets(grid, dataset, rows, out, device, progress)
     records = run_cells(grid_cells(grid, dataset, rows, sources, out / "cells"), dataset, device, progress, "bench")
@@ -159,6 +160,6 @@ def run_bench(grid: BenchGrid, out: str | Path, device: str = "cpu", progress: b
                                   grid.griffin_lim_iters, progress)
     report.mkdir(parents=True, exist_ok=True)
     with atomic_path(report / "report.md") as tmp:
-        tmp.write_text(bench_report(grid, dataset, records, pictures, report, command))
-    return write_results(report, {"grid": as_json(dataclasses.asdict(grid)), "command": command,
+        tmp.write_text(bench_report(grid, dataset, records, pictures, report, command, commit))
+    return write_results(report, {"grid": as_json(dataclasses.asdict(grid)), "command": command, "commit": commit,
                                   "pictures": [{**p, "files": as_json(p["files"])} for p in pictures]}, records)

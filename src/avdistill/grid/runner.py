@@ -116,7 +116,7 @@ def run_cells(cells: list[Cell], dataset: AVDataset, device: str = "cpu", progre
             timing = {}
         else:
             result = evaluate(syn, dataset, cell.runs, cell.seed, cell.config, device, progress=False)
-            timing = {"distill_seconds": syn.meta.get("wall_seconds")}
+            timing = {"distill_seconds": syn.meta.get("wall_seconds"), "cache_seconds": syn.meta.get("cache_seconds")}
         return {"accuracies": result.accuracies, **timing,
                 "evaluate_seconds": round(time.perf_counter() - start, 2), "versions": versions()}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from avdistill import distributed
-from avdistill.cache import code_digest
+from avdistill.cache import cache_ledger, code_digest
 from avdistill.config import flat_dict
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError, DataError
@@ -54,7 +54,8 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
     run = RunContext(seed=seed, device=group.device, folder=folder, progress=progress and group.leader,
                      fingerprint=fingerprint(method, ipc, config, seed, dataset, group), group=group)
     start = time.perf_counter()
-    audio, frames, labels = spec.run(dataset, ipc, config, run)
+    with cache_ledger() as ledger:
+        audio, frames, labels = spec.run(dataset, ipc, config, run)
     meta = {
         "method": method,
         "ipc": ipc,
@@ -63,6 +64,7 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
         "device": group.device,
         "world_size": group.world_size,
         "wall_seconds": round(time.perf_counter() - start, 3),
+        "cache_seconds": ledger.summary(),  # filled in this run / reused from earlier ones, per cache kind
         "source": {"name": dataset.name, "path": dataset.source_path, "sha256": dataset.checksum},
         "versions": versions(),
         "code_sha256": code_digest("."),

@@ -16,9 +16,10 @@ only rescale the DM gradient, i.e. act as a larger step size. Unequal weights (�
 give a real audio-visual coupling term, ±⟨Δa, Δv⟩. The terms stay literal so ablations behave
 as in the paper, and every term is logged per iteration.
 
-Decisions: the paper's code steps the optimiser once per class; we step once per iteration
-over all classes (as DM), which the per-class split of the loss makes equivalent up to the
-order of updates. Defaults are the paper's preset (5000 iterations, 128 real pairs per class);
+Decisions: the paper's code steps the optimiser once per class, on one momentum buffer; we step
+once per iteration over all classes (as DM) unless ``--update per-class`` asks for the code's
+order (docs/METHODS.md, "Update order": the two are not equivalent, as momentum decays once per
+class vs once per iteration). Defaults are the paper's preset (5000 iterations, 128 real pairs per class);
 on a CPU pass fewer, e.g. ``--iterations 300 --real-per-class 64``.
 Ablation rows of the paper as options: random init (``--init real --factor 1 --lam-jm 0
 --lam-mgm 0``), herding init (``--init herding --factor 1``, no λ), random + factor

@@ -5,8 +5,11 @@ A method supplies ``loss_terms(iteration, audio, frames) -> {name: scalar tensor
 ``"total"`` entry, and may hand the loop further learnable tensors of its own (``extra``, e.g.
 MTT's step size), each with its own learning rate: the same optimiser updates them in place, and
 the checkpoints store and restore them (and their momentum) exactly like the audio and frames.
-A method that carries state across iterations (DAVDD's EMA prototypes) passes it as ``state``,
-a dict of tensors it updates in place: the checkpoint saves it and a resume restores it. Because
+A method may split each iteration into `parts` optimiser steps (AVDD's per-class update, see
+docs/METHODS.md): the loop then calls ``loss_terms(iteration, audio, frames, part)`` for part
+0..parts-1 and steps after each, all with ONE optimiser (one momentum buffer over the whole
+tensors), and logs the terms summed over the parts. A method that carries state across
+iterations (DAVDD's EMA prototypes) passes it as ``state``, a dict of tensors it updates in place: the checkpoint saves it and a resume restores it. Because
 all per-iteration randomness is derived from (seed, iteration), a run resumed from a checkpoint
 continues exactly as if it had never stopped.
 
@@ -40,13 +43,14 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
                        lr_audio: float, lr_frames: float, momentum: float, fingerprint: str,
                        folder: RunFolder | None = None, checkpoint_every: int = 50, progress: bool = True,
                        desc: str = "distill", extra: dict[str, tuple[torch.Tensor, float]] | None = None,
-                       state: dict[str, torch.Tensor] | None = None,
+                       state: dict[str, torch.Tensor] | None = None, parts: int = 1,
                        group: Group = Group()) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise the method's loss over the synthetic audio and frames; return the final tensors.
 
     `extra` maps a name to (leaf tensor, learning rate): tensors the method's loss reads (through
     its closure) and the loop optimises in place alongside the synthetic set. `state` maps a name to
     a tensor the method changes across iterations (not optimised), checkpointed and restored in place.
+    `parts` > 1: that many steps per iteration, ``loss_terms(iteration, audio, frames, part)`` each (module docstring).
     """
     audio = audio.detach().clone().requires_grad_(True)
     frames = frames.detach().clone().requires_grad_(True)
@@ -74,14 +78,17 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
         bar = tqdm(range(start, iterations), initial=start, total=iterations, desc=desc, disable=not progress,
                    dynamic_ncols=True)
         for iteration in bar:
-            optimizer.zero_grad(set_to_none=True)
-            terms = loss_terms(iteration, audio, frames)
-            values = group.sum_terms(terms)
-            if not math.isfinite(values["total"]):
-                raise ConfigError(f"{desc}: the loss became {values['total']} at iteration "
-                                  f"{iteration} (the optimisation diverged); lower the learning rates")
-            terms["total"].backward()
-            optimizer.step()
+            values: dict[str, float] = {}
+            for part in range(parts):
+                optimizer.zero_grad(set_to_none=True)
+                terms = loss_terms(iteration, audio, frames) if parts == 1 else loss_terms(iteration, audio, frames, part)
+                for name, value in group.sum_terms(terms).items():
+                    values[name] = values.get(name, 0.0) + value
+                if not math.isfinite(values["total"]):
+                    raise ConfigError(f"{desc}: the loss became {values['total']} at iteration "
+                                      f"{iteration} (the optimisation diverged); lower the learning rates")
+                terms["total"].backward()
+                optimizer.step()
             bar.set_postfix(loss=f"{values['total']:.4g}", refresh=False)
             if log:
                 log.write(json.dumps({"iteration": iteration, **values}) + "\n")

@@ -35,6 +35,9 @@ from avdistill.models import uses_batch_statistics
 from avdistill.seeding import derive_seed
 
 
+UPDATES = ("per-iteration", "per-class")
+
+
 @dataclass
 class MatchingConfig(SynthesisConfig):
     """Options every distribution-matching method has; defaults are DM's for AV-Digits on a CPU."""
@@ -58,6 +61,10 @@ class MeanMatchingConfig(MatchingConfig):
     precision: str = option("fp32", "encoder passes in 'fp32' or 'bf16' autocast (mixed precision: class means, "
                                     "loss and the synthetic set stay float32; meant for GPUs)",
                             choices=PRECISIONS)
+    update: str = option("per-iteration", "'per-iteration': one SGD step on the loss summed over the classes (DM); "
+                                           "'per-class': one step per class on the shared tensors and momentum "
+                                           "buffer, as AVDD's code (docs/METHODS.md, 'Update order')",
+                         choices=UPDATES)
 
 
 def mean_matching_loss(real_means: torch.Tensor, syn_means: torch.Tensor) -> torch.Tensor:
@@ -104,6 +111,7 @@ class MeanMatcher:
         `classes`: the subset matched (default: all), labelled 0..len-1 in `labels` and in the means."""
         self.num_classes = dataset.num_classes if classes is None else len(classes)
         self.factor = cfg.factor
+        self.stored_labels = labels.to(run.device)
         self.labels = expand_labels(labels, cfg.factor).to(run.device)
         self.sampler = RealSampler(dataset, cfg.real_per_class, run.device, classes)
         self.augment = DSA(cfg.augment)
@@ -130,7 +138,12 @@ class MeanMatcher:
         syn_v = encode(f_visual, self.augment, expand(syn_frames, self.factor), aug_seed, self.chunk)
         return Embeddings(real_a, real_v, real_labels, syn_a, syn_v, self.labels)
 
-    def __call__(self, iteration: int, syn_audio: torch.Tensor, syn_frames: torch.Tensor) -> ClassMeans:
+    def __call__(self, iteration: int, syn_audio: torch.Tensor, syn_frames: torch.Tensor,
+                 part: int | None = None) -> ClassMeans:
+        """The class means of every class, or (`part`, a class) of that class alone ([1, D]): its synthetic
+        rows alone go through the encoders, under the same encoders and DSA draw as the whole set."""
+        if part is not None:
+            return self._one_class(iteration, syn_audio, syn_frames, part)
         C = self.num_classes
         if self.stats is None:
             e = self.embed(iteration, syn_audio, syn_frames)
@@ -145,10 +158,30 @@ class MeanMatcher:
             syn_v = encode(f_visual, self.augment, expand(syn_frames, self.factor), seed, self.chunk).float()
         return ClassMeans(real_audio, real_visual, class_means(syn_a, self.labels, C), class_means(syn_v, self.labels, C))
 
+    def _one_class(self, iteration: int, syn_audio: torch.Tensor, syn_frames: torch.Tensor, c: int) -> ClassMeans:
+        draw = self.stats.draw(iteration)
+        real_audio, real_visual = self.stats.means(draw, self.draws_used)
+        f_audio, f_visual = self.stats.encoders(draw)
+        seed = self.stats.augment_seed(draw)
+        rows = torch.nonzero(self.stored_labels == c).flatten()
+        with autocast(self.stats.device, self.stats.precision):
+            syn_a = encode(f_audio, self.augment, expand(syn_audio[rows], self.factor), seed, self.chunk).float()
+            syn_v = encode(f_visual, self.augment, expand(syn_frames[rows], self.factor), seed, self.chunk).float()
+        return ClassMeans(real_audio[c:c + 1], real_visual[c:c + 1], syn_a.mean(0, keepdim=True),
+                          syn_v.mean(0, keepdim=True))
+
 
 def distill_class_means(dataset: AVDataset, ipc: int, cfg: MeanMatchingConfig, run: RunContext,
                         loss: Callable[[ClassMeans], dict[str, torch.Tensor]], name: str):
-    """Initialise, then minimise ``loss(means)["total"]`` with the shared loop; return the synthetic tensors."""
+    """Initialise, then minimise ``loss(means)["total"]`` with the shared loop; return the synthetic tensors.
+
+    ``--update per-class`` steps once per class on that class's loss (``loss`` of its [1, D] means)."""
+    if cfg.update == "per-class":
+        if run.group.world_size > 1:
+            raise ConfigError("--update per-class steps through the classes one after another on one momentum "
+                              "buffer, which a class split cannot share; run one process or --update per-iteration")
+        return distill_matching(dataset, ipc, cfg, run, lambda matcher, it, a, f, c: loss(matcher(it, a, f, c)), name,
+                                parts=dataset.num_classes)
     return distill_matching(dataset, ipc, cfg, run, lambda matcher, it, a, f: loss(matcher(it, a, f)), name)
 
 
@@ -157,9 +190,10 @@ MatchingStep = Callable[[MeanMatcher, int, torch.Tensor, torch.Tensor], dict[str
 
 def distill_matching(dataset: AVDataset, ipc: int, cfg: MatchingConfig, run: RunContext, step: MatchingStep,
                      name: str, encoders: EncoderSource | None = None,
-                     state: dict[str, torch.Tensor] | None = None):
+                     state: dict[str, torch.Tensor] | None = None, parts: int = 1):
     """:func:`distill_class_means` for methods that need more than class means: ``step(matcher, iteration, audio,
     frames)`` returns the loss terms; `encoders` replaces the random ones and `state` is checkpointed.
+    `parts` > 1: ``step(matcher, iteration, audio, frames, part)``, one optimiser step per part (the loop's docstring).
 
     In a multi-process run each process optimises its classes' rows only (the loss is a sum over
     classes, see :mod:`avdistill.distributed`) and the rows are gathered into the whole set.
@@ -174,9 +208,9 @@ def distill_matching(dataset: AVDataset, ipc: int, cfg: MatchingConfig, run: Run
     local_labels = torch.searchsorted(torch.tensor(classes), labels[mine])
     matcher = MeanMatcher(dataset, cfg, local_labels, run, encoders, classes)
     audio, frames = optimise_synthetic(
-        audio[mine].to(run.device), frames[mine].to(run.device), lambda it, a, f: step(matcher, it, a, f),
+        audio[mine].to(run.device), frames[mine].to(run.device), lambda it, a, f, *part: step(matcher, it, a, f, *part),
         iterations=cfg.iterations, lr_audio=cfg.lr_audio, lr_frames=cfg.lr_frames, momentum=cfg.momentum,
         fingerprint=run.fingerprint, folder=run.folder, checkpoint_every=cfg.checkpoint_every,
-        progress=run.progress, desc=f"{name} ipc={ipc}", state=state, group=group)
+        progress=run.progress, desc=f"{name} ipc={ipc}", state=state, parts=parts, group=group)
     C = dataset.num_classes
     return group.gather_classes(audio, C).cpu(), group.gather_classes(frames, C).cpu(), labels

@@ -28,6 +28,7 @@ cache key records the precision: bf16 means are not fp32 means.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -169,12 +170,12 @@ class RealMeans:
         cached = self.cache.load(name)
         if cached is not None and cached[0]["audio"].shape[0] >= count:
             return cached[0]["audio"], cached[0]["visual"]
-        first = block * BLOCK
+        first, start = block * BLOCK, time.perf_counter()
         pairs = [self.real_means(first + k) for k in tqdm(range(count), desc=f"real statistics {first}-{first + count - 1}",
                                                          disable=not self.progress, leave=False, dynamic_ncols=True)]
         audio = torch.stack([a for a, _ in pairs]).cpu()
         visual = torch.stack([v for _, v in pairs]).cpu()
-        self.cache.save(name, {"audio": audio, "visual": visual})
+        self.cache.save(name, {"audio": audio, "visual": visual}, seconds=time.perf_counter() - start)
         return audio, visual
 
     def _identity(self) -> dict:

@@ -2,7 +2,8 @@
 IPC the columns A / V / AV = audio-only head, visual-only head and the first fusion head of the
 grid, as in the AVDD paper's table), the fusion study (every head x IPC) when several heads are
 evaluated, the ablation rows a method declares (evaluated with the AV head), cross-modal
-retrieval, pictures and sound, and distillation wall times. It reads the grid runner's records.
+retrieval, pictures and sound, and distillation times (without caches, and what each cache costs,
+whichever run filled it). It reads the grid runner's records.
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ import dataclasses
 import os
 from pathlib import Path
 
+from tabulate import tabulate
+
 from avdistill.config import flat_dict
 from avdistill.evaluation import RetrievalResult
 from avdistill.methods import get_method, make_config
 from avdistill.models.heads import HEAD_NAMES
 from avdistill.reporting.tables import accuracy_table, retrieval_table
+from avdistill.spread import mean_std
 
 WHOLE_DATA = "whole data"
+CACHE_NAMES = {"real-means": "real means", "davdd-bank": "DAVDD bank", "mtt-experts": "MTT experts",
+               "features": "coreset features"}  # kinds of avdistill.cache.TensorCache
 
 
 def av_head(heads: tuple[str, ...]) -> str:
@@ -39,9 +45,10 @@ def retrieval_pool(cells: list[dict], **match) -> RetrievalResult | None:
     return RetrievalResult(runs) if runs else None
 
 
-def bench_report(grid, dataset, cells: list[dict], pictures: list[dict], report: Path, command: str = "") -> str:
-    """report.md's text for a finished `grid` (a :class:`avdistill.grid.bench.BenchGrid`)."""
-    sections = [_header(grid, dataset, command), _settings(grid), _main_table(grid, cells)]
+def bench_report(grid, dataset, cells: list[dict], pictures: list[dict], report: Path, command: str = "",
+                 commit: str = "") -> str:
+    """report.md's text for a finished `grid` (a :class:`avdistill.grid.bench.BenchGrid`); `commit`: the code's."""
+    sections = [_header(grid, dataset, command, commit), _settings(grid), _main_table(grid, cells)]
     if len(grid.heads) > 1:
         sections.append(_fusion_study(grid, cells))
     sections += [_ablation(grid, method, cells) for method in grid.ablations]
@@ -53,14 +60,17 @@ def bench_report(grid, dataset, cells: list[dict], pictures: list[dict], report:
     return "\n".join(line for section in sections for line in section)
 
 
-def _header(grid, dataset, command: str) -> list[str]:
+def _header(grid, dataset, command: str, commit: str) -> list[str]:
     n_per_cell = f"{grid.sets} set(s) × {grid.runs} run(s)"
     lines = [f"# Benchmark: {dataset.name}", "",
              f"Dataset `{grid.data}` (sha256 {dataset.checksum[:12]}…), {dataset.num_classes} classes, "
              f"{len(dataset.train)} training / {len(dataset.test)} test pairs. Every number is the test accuracy "
-             f"(%) as mean ± std over the pooled evaluation runs, with their count n ({n_per_cell} per synthetic "
+             f"(%) as mean ± std over the pooled evaluation runs (one run: its value alone), with their count n "
+             f"({n_per_cell} per synthetic "
              f"cell, {grid.whole_data_runs} run(s) per head for whole data). Seeds: set s is distilled with seed "
              f"{grid.seed} + s.", ""]
+    if commit:
+        lines += [f"Code: commit {commit}.", ""]
     if command:
         lines += ["Regenerate (finished cells are cached, a rerun continues):", "", "```bash", command, "```", ""]
     return lines
@@ -162,17 +172,42 @@ def _pictures(pictures: list[dict], report: Path) -> list[str]:
 
 
 def _wall_times(cells: list[dict]) -> list[str]:
-    seconds: dict[str, list[float]] = {}
+    """Per method and IPC (mean ± std over its sets): the set's time without caches, each cache's cost (the
+    seconds it took to fill, in this run or the earlier one whose entry was reused) and their sum, the cold time."""
+    sets: dict[str, dict[int, dict]] = {}
     for c in cells:
         st = c["settings"]
         if st.get("ipc") is not None and c.get("distill_seconds") is not None and c["table"] == "main":
-            seconds.setdefault(f"{st['method']} IPC {st['ipc']}", []).append(c["distill_seconds"])
-    if not seconds:
+            sets.setdefault(f"{st['method']} IPC {st['ipc']}", {})[st["set"]] = c
+    if not sets:
         return []
-    return ["## Distillation wall time (s per synthetic set)", "",
-            "Feature networks (herding, k-center, herding init) are trained once per process and seed, so "
-            "the first set that needs them pays for them.", "",
-            *(f"- {k}: {sum(v) / len(v):.1f}" for k, v in seconds.items()), ""]
+    kinds = sorted({k for by_set in sets.values() for c in by_set.values()
+                    for part in (c.get("cache_seconds") or {}).values() for k in part})
+    rows = []
+    for name, by_set in sets.items():
+        wall = [c["distill_seconds"] for c in by_set.values()]
+        if any(c.get("cache_seconds") is None for c in by_set.values()):  # sets made before caches were timed
+            rows.append([name, mean_std(wall, 1, 1), *["not recorded"] * (len(kinds) + 3)])
+            continue
+        own, cold, costs, reused = [], [], {k: [] for k in kinds}, set()
+        for c in by_set.values():
+            caches = c["cache_seconds"]
+            own.append(c["distill_seconds"] - sum(caches["filled"].values()))
+            for k in kinds:
+                costs[k].append(caches["filled"].get(k, 0.0) + caches["reused"].get(k, 0.0))
+            cold.append(own[-1] + sum(costs[k][-1] for k in kinds))
+            reused |= {CACHE_NAMES.get(k, k) for k in caches["reused"]}
+        rows.append([name, mean_std(wall, 1, 1), mean_std(own, 1, 1), *(mean_std(costs[k], 1, 1) if any(costs[k]) else "–" for k in kinds),
+                     mean_std(cold, 1, 1), ", ".join(sorted(reused)) or "–"])
+    headers = ["set", "wall (s)", "without caches (s)", *(f"{CACHE_NAMES.get(k, k)} (s)" for k in kinds), "cold (s)",
+               "reused from the cache"]
+    return ["## Distillation time (s per synthetic set)", "",
+            "Wall: the set's distillation as it ran. Without caches: its wall time less the seconds it spent "
+            "filling caches. A cache column is "
+            "what that cache's entries cost to compute, whether this set filled them or reused them from an "
+            "earlier set or run (their recorded cost); cold = without caches + every cache column, the time "
+            "on an empty cache. So no figure depends on the order the sets ran in. Mean ± std over the sets.",
+            "", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
 
 
 def _link(path: str | Path, report: Path) -> str:

@@ -20,7 +20,7 @@ from avdistill.data.embedded import embedded_path
 from avdistill.data.storage import read_header
 from avdistill.errors import AVDistillError
 from avdistill.methods import METHODS
-from avdistill.reporting.tables import cell
+from avdistill.spread import mean_std
 
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
 
@@ -200,7 +200,7 @@ def _accuracy(evaluation: dict | None, syn) -> str:
         return ("No evaluation was found next to the set. `avdistill evaluate SET --json SET_FOLDER/eval.json` "
                 "before exporting puts its accuracy here.")
     config = evaluation.get("eval_config") or {}
-    rows = [(r["head"], r["encoder"], cell(r["accuracies"], count=True)) for r in evaluation["rows"]]
+    rows = [(r["head"], r["encoder"], mean_std(r["accuracies"])) for r in evaluation["rows"]]
     protocol = ", ".join(f"{k} {config[k]}" for k in ("epochs", "steps", "lr", "batch_size") if k in config)
     return (f"Top-1 accuracy (%) on the real {evaluation.get('on', 'test')} split of {evaluation.get('dataset')}, "
             f"networks trained from scratch on this set (AVDD protocol{': ' + protocol if protocol else ''}), mean ± std over runs, from "
