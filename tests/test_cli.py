@@ -86,4 +86,4 @@ def test_nested_options_are_flat_on_the_command_line_and_in_the_metadata(tiny_da
                  "--quiet"]) == 0
     meta = json.loads((tmp_path / "dm" / "synthetic.json").read_text())["meta"]
     assert meta["config"]["herding_epochs"] == 1 and "herding" not in meta["config"]
-    assert syn.meta["config"] == {"space": "av", "encoder": "small", "feature_epochs": 1}
+    assert syn.meta["config"] == {"space": "av", "encoder": "small", "feature_epochs": 1, "factor": 1}

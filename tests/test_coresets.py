@@ -9,7 +9,7 @@ import avdistill
 from avdistill.errors import ConfigError
 from avdistill.methods.coreset import train_features
 from avdistill.methods.coreset import herd, herding_indices
-from avdistill.methods.initial_set import initial_synthetic
+from avdistill.methods.initial_set import initial_synthetic, pick_real
 from avdistill.factor import pack
 from avdistill.methods.kcenter import k_center
 from avdistill.synthetic import load_synthetic
@@ -70,3 +70,24 @@ def test_herding_init_with_factor_packs_the_herded_pairs(tiny_dataset_file):
     picks = herding_indices(tiny_dataset_file, 8, "av", "small", 2, seed=0)
     _, real_frames, _ = tiny_dataset_file.model_inputs(tiny_dataset_file.train.subset(picks))
     assert torch.equal(frames, pack(real_frames, 2)) and labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_herding_and_random_with_factor_pack_their_picks_without_optimising(tiny_dataset_file):
+    """herding --factor 2 = AVDD's herding initialisation, unoptimised: per class, the 4·IPC pairs
+    picked by herd() on the class's features, packed 4 to a stored pair, in pick order."""
+    features = train_features(tiny_dataset_file, "av", epochs=2, seed=0)
+    classes = tiny_dataset_file.train.class_indices(4)
+    picks = torch.cat([idx[herd(features[idx], 8)] for idx in classes])  # by hand, class by class
+    _, real_frames, _ = tiny_dataset_file.model_inputs(tiny_dataset_file.train.subset(picks))
+    herded = avdistill.distill(tiny_dataset_file, "herding", ipc=2, seed=0, factor=2, progress=False, **FAST)
+    assert herded.factor == 2 and herded.frames.shape[0] == 8 and torch.equal(herded.frames, pack(real_frames, 2))
+    audio, frames, labels = herded.training_pairs()
+    assert len(labels) == 32 and labels.tolist() == [c for c in range(4) for _ in range(8)]
+    plain = avdistill.distill(tiny_dataset_file, "random", ipc=2, seed=0, progress=False)
+    packed = avdistill.distill(tiny_dataset_file, "random", ipc=2, seed=0, factor=2, progress=False)
+    assert packed.factor == 2 and packed.meta["config"]["factor"] == 2 and plain.factor == 1
+    init_audio, init_frames, _ = initial_synthetic(tiny_dataset_file, 2, "real", seed=0, factor=2)
+    assert torch.equal(packed.frames, init_frames) and torch.equal(packed.audio, init_audio)
+    picks = pick_real(tiny_dataset_file, 8, seed=0)  # 8 random pairs per class, 4 per stored pair
+    _, real_frames, real_labels = tiny_dataset_file.model_inputs(tiny_dataset_file.train.subset(picks))
+    assert len(set(picks.tolist())) == 32 and real_labels.view(8, 4).eq(packed.labels.view(8, 1)).all()

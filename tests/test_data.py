@@ -41,9 +41,10 @@ def test_avdd_round_trip_through_prepare(tmp_path):
     data = avdd_dict()
     torch.save(data, tmp_path / "train.pt")
     out = tmp_path / "prepared.safetensors"
-    assert main(["prepare", str(tmp_path / "train.pt"), "--out", str(out), "--classes", "dog,cat"]) == 0
+    assert main(["prepare", str(tmp_path / "train.pt"), "--out", str(out), "--classes", "dog,cat",
+                 "--val-fraction", "0"]) == 0
     dataset = load_dataset(out)
-    assert dataset.classes == ["dog", "cat"]
+    assert dataset.classes == ["dog", "cat"] and dataset.val is None
     assert dataset.train.frames.dtype == torch.uint8
     assert torch.equal(dataset.train.frames.float(), data["images_train"])
     assert torch.equal(dataset.test.audio, data["audio_test"])

@@ -92,8 +92,8 @@ def test_torchrun_avdd_on_av_digits_equals_one_process(tmp_path):
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to this Python")
 @pytest.mark.usefixtures("one_thread")
-def test_torchrun_dm_resumes_and_davdd_split_unevenly_equal_one_process(tmp_path):
-    """5 classes on 2 processes (2 + 3); DM is interrupted after a checkpoint on both and resumed; DAVDD
+def test_torchrun_dm_and_avmmd_resume_and_davdd_split_unevenly_equal_one_process(tmp_path):
+    """5 classes on 2 processes (2 + 3); DM and AV-MMD are interrupted after a checkpoint on both and resumed; DAVDD
     with herding init (computed alike on every process) and the IDM factor; MTT and batch-norm random
     encoders refuse (and the process group goes on to the next job)."""
     path = save_dataset(make_dataset(num_classes=5), tmp_path / "tiny.safetensors")
@@ -105,8 +105,13 @@ def test_torchrun_dm_resumes_and_davdd_split_unevenly_equal_one_process(tmp_path
                  bank_dir=str(tmp_path / "banks"), **TINY_BANK)
     single_dm = avdistill.distill(dataset, "dm", progress=False, **dm)
     single_davdd = avdistill.distill(dataset, "davdd", progress=False, **davdd)  # trains and caches the bank
+    # AV-MMD: per-class bandwidths from the class's own real pairs, so its kernel terms split by class too
+    avmmd = dict(ipc=2, seed=2, iterations=4, real_per_class=6, init="real", factor=2, lam_mmd=30.0, lam_cov=1.0,
+                 checkpoint_every=2)
+    single_avmmd = avdistill.distill(dataset, "avmmd", progress=False, **avmmd)
     jobs = {"dm": {"method": "dm", "options": dm, "interrupt_after": 1},
             "davdd": {"method": "davdd", "options": davdd},
+            "avmmd": {"method": "avmmd", "options": avmmd, "interrupt_after": 1},
             "mtt": {"method": "mtt", "options": {"ipc": 1}},
             "dm-bn": {"method": "dm", "options": {"ipc": 1, "iterations": 1, "encoder": "small-bn"}}}
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
@@ -118,6 +123,8 @@ def test_torchrun_dm_resumes_and_davdd_split_unevenly_equal_one_process(tmp_path
     assert_same_set(single_dm, tmp_path / "out" / "dm" / "synthetic.safetensors")
     # seen up to 2e-5 on values of ~2: DAVDD's unit-vector terms are stiffer and its steps amplify rounding more
     assert_same_set(single_davdd, tmp_path / "out" / "davdd" / "synthetic.safetensors", atol=1e-4)
+    assert report["avmmd.checkpoints"] == ["rank-0", "rank-1"]
+    assert_same_set(single_avmmd, tmp_path / "out" / "avmmd" / "synthetic.safetensors", atol=1e-4)
     assert report["mtt"].startswith("ConfigError: method 'mtt' cannot be split across processes")
     assert report["dm-bn"].startswith("ConfigError: encoder 'small-bn' normalises over the batch")
 
@@ -129,7 +136,7 @@ def test_torchrun_refuses_a_method_that_cannot_split_with_one_line_per_process(t
     assert done.returncode != 0
     ours = [line for line in done.stderr.splitlines() if line.startswith("avdistill: error")]
     assert sorted(ours) == [f"avdistill: error (process {r} of 2): method 'kcenter' cannot be split across "
-                            "processes (only avdd, davdd, dm split by class); run it as one process, without torchrun"
+                            "processes (only avdd, avmmd, davdd, dm split by class); run it as one process, without torchrun"
                             for r in (0, 1)]
     assert not any(line.startswith("[rank") for line in done.stderr.splitlines())  # no worker traceback
     assert not (tmp_path / "k").exists()

@@ -9,6 +9,7 @@ import avdistill
 from avdistill.errors import ConfigError, DataError
 from avdistill.evaluation import EvalConfig, evaluate, evaluate_whole_data
 from avdistill.models.heads import EnsembleHead
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 FAST = EvalConfig(epochs=3, batch_size=8)
 
@@ -17,7 +18,7 @@ def test_evaluate_returns_n_accuracies_and_is_seed_deterministic(tiny_dataset_fi
     syn = avdistill.distill(tiny_dataset_file, "random", ipc=3, seed=0, progress=False)
     a = evaluate(syn, tiny_dataset_file, runs=3, seed=7, config=FAST, progress=False)
     b = evaluate(syn, tiny_dataset_file, runs=3, seed=7, config=FAST, progress=False)
-    assert len(a.accuracies) == 3 and all(0.0 <= x <= 1.0 for x in a.accuracies)
+    assert len(a.accuracies) == 3 and a.config["on"] == "test"
     assert a.accuracies == b.accuracies
     assert a.mean == pytest.approx(sum(a.accuracies) / 3)
     # Accuracies are multiples of 1 / (test size).
@@ -28,6 +29,76 @@ def test_evaluate_returns_n_accuracies_and_is_seed_deterministic(tiny_dataset_fi
 def test_whole_data_learns_the_easy_tiny_task(tiny_dataset_file):
     result = evaluate_whole_data(tiny_dataset_file, runs=1, config=EvalConfig(epochs=5, batch_size=8), progress=False)
     assert result.accuracies[0] > 0.5  # chance is 0.25
+
+
+def record_optimiser_steps():
+    """(list filled with every optimiser step taken from now on: its type and each parameter group's
+    settings, the hook's handle to remove)."""
+    steps = []
+
+    def hook(optimizer, args, kwargs):
+        steps.append({"type": type(optimizer), "groups": [
+            {"params": [id(p) for p in g["params"]], "lr": g["lr"], "weight_decay": g["weight_decay"]}
+            for g in optimizer.param_groups]})
+
+    return steps, register_optimizer_step_post_hook(hook)
+
+
+def test_evaluation_optimiser_follows_the_avdd_protocol(tiny_dataset):
+    """Adam; groups audio encoder (lr 1e-3), visual encoder (1e-4), head (1e-3); wd 1e-4; x0.1 after epochs 10, 20."""
+    from avdistill.training import train_networks
+
+    cfg = EvalConfig()  # the protocol's defaults: 30 epochs, batch 32
+    assert (cfg.epochs, cfg.batch_size, cfg.milestones, cfg.steps, cfg.on) == (30, 32, (10, 20), 0, "test")
+    steps, handle = record_optimiser_steps()
+    try:
+        f_audio, f_visual, head = train_networks(tiny_dataset.train, tiny_dataset, cfg, seed=0)
+    finally:
+        handle.remove()
+    per_epoch = -(-len(tiny_dataset.train) // 32)  # 48 pairs: 2 steps per epoch
+    assert len(steps) == 30 * per_epoch
+    ids = [[id(p) for p in net.parameters()] for net in (f_audio, f_visual, head)]
+    for k, step in enumerate(steps):
+        assert step["type"] is torch.optim.Adam
+        assert [g["params"] for g in step["groups"]] == ids
+        assert [g["weight_decay"] for g in step["groups"]] == [1e-4] * 3
+        decay = 0.1 ** ((k // per_epoch >= 10) + (k // per_epoch >= 20))  # the lr of epoch k // per_epoch
+        assert [g["lr"] for g in step["groups"]] == pytest.approx([1e-3 * decay, 1e-4 * decay, 1e-3 * decay])
+
+
+@pytest.mark.parametrize("pairs", [8, 48])
+def test_fixed_steps_protocol_takes_n_steps_whatever_the_set_size(tiny_dataset, pairs):
+    from avdistill.training import milestone_steps, train_networks
+
+    cfg = EvalConfig(steps=25, batch_size=16)
+    assert milestone_steps(cfg) == [8, 17]  # epochs 10 and 20 of 30 -> the same fractions of 25 steps
+    steps, handle = record_optimiser_steps()
+    try:
+        train_networks(tiny_dataset.train.subset(torch.arange(pairs)), tiny_dataset, cfg, seed=0)
+    finally:
+        handle.remove()
+    assert len(steps) == 25
+    lrs = [step["groups"][0]["lr"] for step in steps]  # the audio encoder's
+    assert lrs == pytest.approx([1e-3] * 8 + [1e-4] * 9 + [1e-5] * 8)
+
+
+def test_accuracy_on_the_validation_split(tiny_dataset_file):
+    """on="val" scores the validation split: a dataset whose val split is its test split scores the same."""
+    from avdistill.data.dataset import AVDataset
+
+    syn = avdistill.distill(tiny_dataset_file, "random", ipc=2, seed=0, progress=False)
+    with pytest.raises(DataError, match="has no val split"):  # before any training
+        evaluate(syn, tiny_dataset_file, runs=1, config=FAST, progress=False, on="val")
+    twin = AVDataset(name="twin", classes=tiny_dataset_file.classes, train=tiny_dataset_file.train,
+                     test=tiny_dataset_file.test, val=tiny_dataset_file.test, preprocessing=tiny_dataset_file.preprocessing)
+    other = tiny_dataset_file.test.subset(torch.arange(len(tiny_dataset_file.test) - 1, -1, -1)[:7])
+    shifted = AVDataset(name="short-val", classes=twin.classes, train=twin.train, test=twin.test, val=other,
+                        preprocessing=twin.preprocessing)
+    on_test = evaluate(syn, twin, runs=2, config=FAST, progress=False)
+    on_val = evaluate(syn, twin, runs=2, config=FAST, progress=False, on="val")
+    assert on_val.accuracies == on_test.accuracies and on_val.config["on"] == "val"
+    seven = evaluate(syn, shifted, runs=2, config=FAST, progress=False, on="val")
+    assert all(float(x * 7).is_integer() for x in seven.accuracies)  # scored on the 7 validation pairs
 
 
 def test_ensemble_head_averages_softmaxes_and_sums_losses():
@@ -73,7 +144,8 @@ def test_cross_architecture_presets_evaluate_a_set(tiny_dataset_file, preset):
     syn = avdistill.distill(tiny_dataset_file, "random", ipc=2, seed=0, progress=False)
     result = evaluate(syn, tiny_dataset_file, runs=1, config=EvalConfig(epochs=1, batch_size=8, encoder=preset),
                       progress=False)
-    assert 0.0 <= result.accuracies[0] <= 1.0 and result.config["encoder"] == preset
+    n_test = len(tiny_dataset_file.test)
+    assert result.config["encoder"] == preset and float(result.accuracies[0] * n_test).is_integer()
     assert preset in PRESETS and PRESETS[preset].summary
 
 

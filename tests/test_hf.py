@@ -230,7 +230,8 @@ def test_prepare_hf_gives_the_tensors_prepare_gives_for_the_same_clips(tmp_path)
             _write_lossless_clip(tmp_path / "clips" / split / c / f"{k:03d}.mkv", w, 16000, p)
     rows = {s: sorted(r, key=lambda row: names.index(row[0])) for s, r in media.items()}  # folder listing order
     datasets.DatasetDict({s: _hf_dataset(r, names, 16000) for s, r in rows.items()}).save_to_disk(str(tmp_path / "hf"))
-    common = ["--frame-size", "32", "--grayscale", "--n-mels", "40", "--normalization", "train", "--quiet"]
+    common = ["--frame-size", "32", "--grayscale", "--n-mels", "40", "--normalization", "train", "--val-fraction", "0",
+              "--quiet"]  # --hf carves no validation split yet
     assert main(["prepare", "--folder", str(tmp_path / "clips"), "--out", str(tmp_path / "clips.safetensors"),
                  "--workers", "1", *common]) == 0
     assert main(["prepare", "--hf", str(tmp_path / "hf"), "--out", str(tmp_path / "hf.safetensors"), *common]) == 0

@@ -119,14 +119,16 @@ def test_prepare_folder_reports_exactly_the_broken_clips(tmp_path, capsys):
     dataset = load_dataset(out)
     assert dataset.classes == ["c0", "c1", "c2"]
     assert dataset.train.audio.shape[1:] == (1, 128, 56) and dataset.train.frames.shape[1:] == (3, 16, 16)
-    assert torch.bincount(dataset.train.labels).tolist() == [3, 3, 3]
+    assert torch.bincount(dataset.train.labels).tolist() == [2, 2, 2]  # 3 per class minus the val carve (0.1:
+    assert torch.bincount(dataset.val.labels).tolist() == [1, 1, 1]  # at least one clip of each class)
     assert torch.bincount(dataset.test.labels).tolist() == [1, 1, 1]
     manifest = json.loads(manifest_path_for(out).read_text())
     assert manifest == json.loads(json.dumps(dataset.info["manifest"]))
     assert {s["file"]: s["reason"] for s in manifest["skipped"]}.keys() == broken.keys()
     for skip in manifest["skipped"]:
         assert broken[skip["file"]] in skip["reason"]
-    assert manifest["counts"] == {"train": {"c0": 3, "c1": 3, "c2": 3}, "test": {"c0": 1, "c1": 1, "c2": 1}}
+    assert manifest["counts"] == {"train": {"c0": 2, "c1": 2, "c2": 2}, "val": {"c0": 1, "c1": 1, "c2": 1},
+                                  "test": {"c0": 1, "c1": 1, "c2": 1}}
     assert manifest["parameters"]["frame_size"] == [16, 16] and "torch" in manifest["versions"]
     assert not work_dir_for(out).exists()
     printed = capsys.readouterr().out
@@ -197,6 +199,25 @@ def test_ave_source_takes_every_second_of_an_event(tmp_path):
     assert dataset.train.labels.tolist() == [0, 0, 1, 1] and dataset.test.labels.tolist() == [0, 1]
     (skip,) = dataset.info["manifest"]["skipped"]
     assert skip["file"] == "y.mp4" and skip["offset"] == 3.0  # the second past the video's end
+
+
+def test_validation_split_keeps_each_video_on_one_side(tmp_path):
+    """AVE windows of one video are one group: the val split takes whole videos (2 or 3 windows), per class."""
+    lines = ["Bell&x&good&0&2", "Bell&z&good&0&3", "Bell&w&good&0&3", "Dog&y&good&0&3", "Dog&u&good&0&2",
+             "Dog&t&good&0&3"]
+    for line in lines:
+        label, name, _, _, end = line.split("&")
+        write_clip(tmp_path / "v" / f"{name}.mp4", label=int(label == "Dog"), seconds=float(end), size=16,
+                   sample_rate=11025)
+    (tmp_path / "train.txt").write_text("\n".join(lines[:2] + lines[3:5]) + "\n")
+    (tmp_path / "test.txt").write_text("\n".join([lines[2], lines[5]]) + "\n")
+    clips, skips, source = ave_clips([tmp_path / "train.txt", tmp_path / "test.txt"], tmp_path / "v")
+    dataset = prepare_clips(clips, skips, source, tmp_path / "ave.safetensors", DecodeParams(frame_size=(16, 16)),
+                            val_fraction=0.4, seed=3, progress=False)
+    val, train = torch.bincount(dataset.val.labels, minlength=2), torch.bincount(dataset.train.labels, minlength=2)
+    assert val.tolist() in ([2, 3], [3, 3], [2, 2], [3, 2])  # whole videos only, one per class
+    assert (val + train).tolist() == [5, 5]
+    assert load_dataset(tmp_path / "ave.safetensors").val.labels.tolist() == dataset.val.labels.tolist()
 
 
 def test_seeded_split_is_stratified_and_reproducible(tmp_path):

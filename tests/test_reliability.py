@@ -497,7 +497,7 @@ def test_files_without_checksums_still_load(tmp_path):
     """Files written before checksums existed (like the embedded AV-Digits) load, checked for structure."""
     _, header = read_header(embedded_path())
     assert "sha256" not in header
-    assert load_dataset("av-digits").checksum == sha256_file(embedded_path())  # identity unchanged for old files
+    assert load_prepared(embedded_path()).checksum == sha256_file(embedded_path())  # identity unchanged for old files
     dataset = make_dataset(num_classes=2, train_per_class=2, test_per_class=2)
     tensors = {f"{s}.{k}": getattr(getattr(dataset, s), k) for s in ("train", "test") for k in ("audio", "frames", "labels")}
     old = _raw_file(tmp_path / "old.safetensors", tensors,

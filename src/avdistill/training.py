@@ -11,10 +11,17 @@ neither loaded into the loss nor augmented.
 The recipe (:class:`TrainConfig`, AVDD's protocol): encoders and head seeded by the run, Adam
 (lr 1e-3 audio encoder and head, 1e-4 visual encoder, weight decay 1e-4), 30 epochs, batch 32, lr
 x0.1 after epochs 10 and 20.
+
+Fixed epochs give a larger set more optimiser steps: a set expanded 4x by the factor trains 4x as
+long. ``steps`` (> 0) separates the data from the training: exactly that many optimiser steps
+whatever the set's size (epochs over seeded shuffles as above, the last one cut short), with the
+milestones kept at the same fractions of training, i.e. at step ``round(m * steps / epochs)`` for
+each milestone epoch m (under AVDD's recipe: steps/3 and 2*steps/3).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,6 +55,13 @@ class TrainConfig:
     fusion_dim: int = option(0, "sum/attention heads: size of the common space (0: the smaller embedding)")
     attention_hidden: int = option(128, "attention head: hidden units of the score MLP (0: a linear score)")
     augment: str = option(DEFAULT_STRATEGY, "DSA ops applied during training, or 'none'", check=DSA)
+    steps: int = option(0, "fixed-steps protocol: this many optimiser steps whatever the set's size, milestones "
+                           "scaled to the same fractions of training (0: the AVDD protocol's fixed epochs)", minimum=0)
+
+
+def milestone_steps(cfg: TrainConfig) -> list[int]:
+    """The fixed-steps recipe's lr milestones: the epoch milestones at the same fractions of `cfg.steps`."""
+    return [round(m * cfg.steps / cfg.epochs) for m in cfg.milestones]
 
 
 def batches(data: Batch | AVSplit, dataset: AVDataset, device: str = "cpu") -> tuple[Callable[[torch.Tensor], Batch], int]:
@@ -63,16 +77,25 @@ def train_epochs(loss: Callable[[torch.Tensor | None, torch.Tensor | None, torch
                  optimizer: torch.optim.Optimizer, data: Batch | AVSplit, dataset: AVDataset, *, epochs: int,
                  batch_size: int, augment: DSA, seed: int, networks: list[nn.Module], device: str = "cpu",
                  modalities: tuple[str, ...] = ("audio", "visual"), scheduler=None,
-                 after_epoch: Callable[[], None] | None = None, progress: bool = False, desc: str = "train") -> None:
+                 after_epoch: Callable[[], None] | None = None, progress: bool = False, desc: str = "train",
+                 steps: int = 0) -> None:
     """The epoch loop (see the module docstring): ``loss(audio, frames, labels)`` on augmented batches, where a
-    modality not in `modalities` is None; `networks` are put in training mode each epoch."""
+    modality not in `modalities` is None; `networks` are put in training mode each epoch.
+
+    `steps` > 0: exactly that many optimiser steps instead of `epochs` epochs, the `scheduler` stepped
+    after every optimiser step (its milestones count steps) instead of after every epoch.
+    """
     batch, n = batches(data, dataset, device)
     shuffle = generator(seed, "shuffle")
+    if steps:
+        epochs = math.ceil(steps / math.ceil(n / batch_size))
     step = 0
     for _ in tqdm(range(epochs), desc=desc, leave=False, disable=not progress):
         for net in networks:
             net.train()
         for idx in torch.randperm(n, generator=shuffle).split(batch_size):
+            if steps and step == steps:
+                break
             audio, frames, labels = batch(idx)
             audio = augment(audio, derive_seed(seed, "augment", step, 0), siamese=False) \
                 if "audio" in modalities else None
@@ -83,7 +106,9 @@ def train_epochs(loss: Callable[[torch.Tensor | None, torch.Tensor | None, torch
             value.backward()
             optimizer.step()
             step += 1
-        if scheduler is not None:
+            if steps and scheduler is not None:
+                scheduler.step()
+        if not steps and scheduler is not None:
             scheduler.step()
         if after_epoch is not None:
             after_epoch()
@@ -113,7 +138,8 @@ def train_networks(train: Batch | AVSplit, dataset: AVDataset, cfg: TrainConfig,
     groups = [{"params": net.parameters(), "lr": lr}
               for net, lr in ((f_audio, cfg.lr_audio), (f_visual, cfg.lr_visual), (head, cfg.lr_head)) if net is not None]
     optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=0.1)
+    milestones = milestone_steps(cfg) if cfg.steps else list(cfg.milestones)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
 
     def loss(audio, frames, labels):
         return head.loss(head(f_audio(audio) if f_audio is not None else None,
@@ -121,5 +147,5 @@ def train_networks(train: Batch | AVSplit, dataset: AVDataset, cfg: TrainConfig,
 
     train_epochs(loss, optimizer, train, dataset, epochs=cfg.epochs, batch_size=cfg.batch_size,
                  augment=DSA(cfg.augment), seed=seed, networks=[n for n in (f_audio, f_visual, head) if n is not None],
-                 device=device, modalities=head.modalities, scheduler=scheduler, progress=progress)
+                 device=device, modalities=head.modalities, scheduler=scheduler, progress=progress, steps=cfg.steps)
     return f_audio, f_visual, head

@@ -9,7 +9,8 @@ import torch
 from avdistill.data import load_dataset
 from avdistill.errors import ConfigError
 
-DATA_HELP = ("dataset: 'av-digits' (embedded), a prepared .safetensors file (memory-mapped), or an AVDD .pt file "
+DATA_HELP = ("dataset: 'av-digits' (embedded), 'av-digits-hard' (embedded, both modalities degraded: the "
+             "development benchmark), a prepared .safetensors file (memory-mapped), or an AVDD .pt file "
              "(default: av-digits)")
 
 

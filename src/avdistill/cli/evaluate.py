@@ -24,10 +24,12 @@ from avdistill.synthetic import load_synthetic
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("evaluate", help="train fresh networks on synthetic sets, test on the real test split",
+    p = sub.add_parser("evaluate", help="train fresh networks on synthetic sets, test on the real test (or val) split",
                        description="AVDD evaluation protocol: fresh encoders + head per run, final-epoch top-1 "
-                                   "accuracy on the real test split, mean ± std over runs; optionally cross-modal "
-                                   "retrieval (R@1, R@5, median rank).")
+                                   "accuracy on the real test split (--on val: the validation split, to make "
+                                   "choices), mean ± std over runs; --steps N trains a fixed number of optimiser "
+                                   "steps whatever the set's size; optionally cross-modal retrieval (R@1, R@5, "
+                                   "median rank).")
     p.add_argument("synthetic", nargs="*", help="synthetic set files (synthetic.safetensors)")
     p.add_argument("--data", default="av-digits", help=DATA_HELP)
     p.add_argument("--runs", type=int, default=3, help="evaluation runs per set, head and preset (default: 3)")

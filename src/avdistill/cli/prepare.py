@@ -17,6 +17,7 @@ from avdistill.data.ingest.hf import Columns, prepare_hf
 from avdistill.data.ingest.prepare import manifest_path_for
 from avdistill.data.ingest.sources import (AVE_PATTERN, CSV_PATTERN, VIDEO_EXTENSIONS, ave_clips, csv_clips,
                                            folder_clips)
+from avdistill.data.split import DEFAULT_VAL_FRACTION, carve_validation, check_fraction
 from avdistill.errors import ConfigError
 from avdistill.files import check_output_file
 
@@ -75,7 +76,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     src.add_argument("--test-fraction", type=float, default=0.2,
                      help="fraction of each class's clips (AVE: videos) put in the test split when the source "
                           "has no split (default: 0.2)")
-    src.add_argument("--seed", type=int, default=0, help="seed of that split (default: 0)")
+    src.add_argument("--seed", type=int, default=0, help="seed of that split and of the validation split (default: 0)")
     dec = p.add_argument_group("decoding")
     dec.add_argument("--offset", type=float, default=0.0,
                      help="--folder/--csv/--hf: start of the 1-s window in seconds into each clip (default: 0; "
@@ -93,6 +94,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                      help="skip a window whose audio covers less than this many seconds; shorter gaps are "
                           "zero-padded (default: 0.9)")
     run_group = p.add_argument_group("run")
+    run_group.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
+                           help="fraction of the train split carved out as a validation split (stored and checksummed "
+                                "with the others; 0: none): by recording for video sources (a video's windows never "
+                                "straddle splits), stratified per class for AVDD .pt files, which name no recordings; "
+                                "not yet for --hf; seeded by --seed (default: %(default)s)")
     run_group.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                            help="decoding processes (default: the number of CPUs, %(default)s here)")
     run_group.add_argument("--normalization", choices=("avdd", "train"), default="avdd",
@@ -125,11 +131,15 @@ def run(args) -> None:
     if len(sources) != 1:
         raise ConfigError("give exactly one source: AVDD .pt file(s), --folder, --csv, --ave or --hf"
                           + (f" (got {', '.join(sources)})" if sources else ""))
+    check_fraction(args.val_fraction)
     column_options = [f"--{c}-column" for c in ("audio", "image", "label", "split") if getattr(args, f"{c}_column")]
     if column_options and not args.hf:
         raise ConfigError(f"{', '.join(column_options)} only go with --hf")
     if args.train:
         dataset = load_avdd(args.train, args.test, classes=classes, name=args.name)
+        dataset.train, dataset.val, _ = carve_validation(dataset.train, args.val_fraction, args.seed)
+        dataset.info = {**dataset.info, "validation": {"carved_from": "train", "by": "class (stratified)",
+                                                       "fraction": args.val_fraction, "seed": args.seed}}
         save_dataset(dataset, args.out)
     else:
         if args.test:
@@ -150,7 +160,8 @@ def run(args) -> None:
         else:
             clips, skips, source = _video_clips(args)
             dataset = prepare_clips(clips, skips, source, args.out, params, classes=classes, name=args.name,
-                                    test_fraction=args.test_fraction, seed=args.seed, workers=args.workers,
+                                    test_fraction=args.test_fraction, val_fraction=args.val_fraction,
+                                    seed=args.seed, workers=args.workers,
                                     normalization=args.normalization, min_per_class=args.min_per_class,
                                     restart=args.restart, progress=not args.quiet)
         print(f"manifest: {manifest_path_for(Path(args.out))}")

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from avdistill.data.audio import MelParams
+from avdistill.errors import ConfigError, DataError
 
 # AVDD's frame statistics (on 0..1 pixels); AVDD leaves audio unnormalised.
 AVDD_FRAME_MEAN = (0.425, 0.396, 0.370)
@@ -93,14 +94,22 @@ class AVSplit:
         return [torch.nonzero(self.labels == c).flatten() for c in range(num_classes)]
 
 
+SPLIT_NAMES = ("train", "val", "test")
+
+
 @dataclass
 class AVDataset:
-    """A named, paired AV dataset with a train and a test split."""
+    """A named, paired AV dataset with a train and a test split, and optionally a validation split.
+
+    `val` is carved out of the training pairs (:mod:`avdistill.data.split`): choices (learning
+    rates, recipes, degradation strengths) are made on it, so the test split only reports.
+    """
 
     name: str
     classes: list[str]
     train: AVSplit
     test: AVSplit
+    val: AVSplit | None = field(default=None, kw_only=True)
     preprocessing: Preprocessing
     info: dict = field(default_factory=dict)
     source_path: str | None = None
@@ -110,6 +119,16 @@ class AVDataset:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def split(self, name: str) -> AVSplit:
+        """The split called `name`: "train", "val" or "test"; a DataError when the dataset has no such split."""
+        if name not in SPLIT_NAMES:
+            raise ConfigError(f"unknown split {name!r}; choose from {', '.join(SPLIT_NAMES)}")
+        split = getattr(self, name)
+        if split is None:
+            raise DataError(self.source_path or self.name,
+                            f"has no {name} split (prepare it again with --val-fraction to carve one from train)")
+        return split
+
     def model_inputs(self, split: AVSplit) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Normalised float32 (audio, frames) and labels of `split`, as the encoders take them."""
         prep = self.preprocessing
@@ -117,8 +136,9 @@ class AVDataset:
 
     def describe(self) -> str:
         counts = torch.bincount(self.train.labels, minlength=self.num_classes).tolist()
+        val = f"{len(self.val)} val / " if self.val is not None else ""
         return (
-            f"{self.name}: {self.num_classes} classes, {len(self.train)} train / {len(self.test)} test pairs; "
+            f"{self.name}: {self.num_classes} classes, {len(self.train)} train / {val}{len(self.test)} test pairs; "
             f"audio {tuple(self.train.audio.shape[1:])}, frames {tuple(self.train.frames.shape[1:])}; "
             f"train per class {min(counts)}..{max(counts)}"
         )

@@ -2,7 +2,8 @@
 
 safetensors holds raw little-endian arrays behind a JSON header: no pickle, so loading an
 untrusted file cannot run code, and every tensor can be memory-mapped in place. Tensor names:
-``train.audio``, ``train.frames``, ``train.labels`` and the same for ``test``. The header's
+``train.audio``, ``train.frames``, ``train.labels``, the same for ``test``, and for ``val`` when
+the dataset has a validation split (files without one load with ``val=None``). The header's
 ``__metadata__["avdistill"]`` holds the dataset name, class names, preprocessing and free-form
 info (source, licence, manifest).
 
@@ -40,7 +41,8 @@ from avdistill.errors import DataError
 from avdistill.files import atomic_path, sha256_file
 
 FORMAT = "avdistill.dataset/1"
-_SPLITS = ("train", "test")
+_SPLITS = ("train", "test")  # always stored
+_OPTIONAL_SPLITS = ("val",)  # stored when present
 _KEYS = ("audio", "frames", "labels")
 _NUMPY_DTYPES = {"F16": np.float16, "F32": np.float32, "U8": np.uint8, "I64": np.int64, "I32": np.int32}
 _SAFETENSORS_DTYPES = {torch.float16: "F16", torch.float32: "F32", torch.uint8: "U8", torch.int64: "I64",
@@ -51,8 +53,10 @@ _DTYPE_ORDER = ("I64", "F32", "I32", "F16", "U8")  # how safetensors orders tens
 def save_dataset(dataset: AVDataset, path: str | os.PathLike) -> Path:
     """Atomically write `dataset` to `path` (a .safetensors file)."""
     tensors = {}
-    for split_name in _SPLITS:
+    for split_name in _SPLITS + _OPTIONAL_SPLITS:
         split = getattr(dataset, split_name)
+        if split is None:
+            continue
         for key in _KEYS:
             tensors[f"{split_name}.{key}"] = getattr(split, key).contiguous()
     header = _metadata(dataset.name, dataset.classes, dataset.preprocessing, dataset.info, tensor_digests(tensors))
@@ -79,13 +83,16 @@ def save_dataset_streamed(path: str | os.PathLike, name: str, classes, preproces
                           tensors: dict[str, TensorStream]) -> Path:
     """Atomically write a prepared dataset too large to hold in memory, one chunk at a time.
 
-    `tensors` maps each of the six names (``train.audio`` ...) to a :class:`TensorStream`; each
+    `tensors` maps each of the six names (``train.audio`` ...), and optionally the three ``val.*``
+    names, to a :class:`TensorStream`; each
     stream's chunks are read once, in safetensors' tensor order. The file is the one
     :func:`save_dataset` would write for the same tensors, byte for byte: the header is written
     first with placeholder checksums (hex digests have a fixed length) and rewritten in place
     once the data, hashed on the way, is on disk.
     """
-    names = [f"{s}.{k}" for s in _SPLITS for k in _KEYS]  # save_dataset's order, which its checksum table keeps
+    has_val = any(n.startswith("val.") for n in tensors)
+    splits = _SPLITS + (_OPTIONAL_SPLITS if has_val else ())
+    names = [f"{s}.{k}" for s in splits for k in _KEYS]  # save_dataset's order, which its checksum table keeps
     if set(tensors) != set(names):
         raise DataError(path, f"a dataset has the tensors {', '.join(sorted(names))}; got {', '.join(sorted(tensors))}")
     codes = {n: _SAFETENSORS_DTYPES.get(t.dtype) for n, t in tensors.items()}
@@ -143,6 +150,16 @@ def tensor_digests(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
         raw = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
         digests[name] = hashlib.sha256(raw).hexdigest()
     return digests
+
+
+def dataset_digest(dataset: AVDataset) -> str:
+    """The identity of a dataset held in memory: sha256 over its name, classes, preprocessing and the
+    digest of every tensor (for datasets built at load time, which have no file of their own)."""
+    tensors = {f"{s}.{k}": getattr(getattr(dataset, s), k) for s in _SPLITS + _OPTIONAL_SPLITS
+               if getattr(dataset, s) is not None for k in _KEYS}
+    identity = {"name": dataset.name, "classes": list(dataset.classes),
+                "preprocessing": dataset.preprocessing.to_dict(), "sha256": tensor_digests(tensors)}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
 def verify_digests(path: str | os.PathLike, digests, chunk: int = 8 << 20) -> None:
@@ -300,24 +317,28 @@ def load_prepared(path: str | os.PathLike, mmap: bool = False, verify: bool = Tr
     header = read_avdistill_header(path, FORMAT, "an avdistill dataset")
     if verify and "sha256" in header:
         verify_digests(path, header["sha256"])
-    names = tuple(f"{s}.{k}" for s in _SPLITS for k in _KEYS)
+    table, _ = read_table(path)
+    present = _SPLITS + tuple(s for s in _OPTIONAL_SPLITS if any(n.startswith(f"{s}.") for n in table))
+    names = tuple(f"{s}.{k}" for s in present for k in _KEYS)
     tensors = load_tensors(path, names, mmap=mmap)
-    splits = {s: AVSplit(*(tensors[f"{s}.{k}"] for k in _KEYS)) for s in _SPLITS}
+    splits = {s: AVSplit(*(tensors[f"{s}.{k}"] for k in _KEYS)) for s in present}
     try:
         classes = [str(c) for c in header["classes"]]
         prep = Preprocessing.from_dict(header["preprocessing"])
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(path, f"malformed avdistill metadata: {exc}") from None
-    for s in _SPLITS:  # a mapped file's audio is scanned with reads, not through the mapping (see _FileRows)
+    for s in present:  # a mapped file's audio is scanned with reads, not through the mapping (see _FileRows)
         check_split(splits[s], path, s, num_classes=len(classes), scan_audio=verify and not mmap)
         if verify and mmap:
             check_finite(_FileRows(path, f"{s}.audio"), path, s)
-    check_same_layout(splits["train"], splits["test"], path)
+        if s != "train":
+            check_same_layout(splits["train"], splits[s], path, s)
     return AVDataset(
         name=header.get("name", path.stem),
         classes=classes,
         train=splits["train"],
         test=splits["test"],
+        val=splits.get("val"),
         preprocessing=prep,
         info=header.get("info", {}),
         source_path=str(path),

@@ -68,12 +68,12 @@ def first_nonfinite(x: torch.Tensor, chunk: int = 4096) -> int | None:
     return None
 
 
-def check_same_layout(train: AVSplit, test: AVSplit, path) -> None:
-    """Train and test samples must have the same per-sample shapes."""
+def check_same_layout(train: AVSplit, other: AVSplit, path, name: str = "test") -> None:
+    """Train and the `name` split's samples must have the same per-sample shapes."""
     for key in ("audio", "frames"):
-        a, b = getattr(train, key).shape[1:], getattr(test, key).shape[1:]
+        a, b = getattr(train, key).shape[1:], getattr(other, key).shape[1:]
         if a != b:
-            raise DataError(path, f"train {key} samples have shape {tuple(a)} but test {key} samples {tuple(b)}")
+            raise DataError(path, f"train {key} samples have shape {tuple(a)} but {name} {key} samples {tuple(b)}")
 
 
 def pixels_to_uint8(frames: torch.Tensor, path, name: str) -> torch.Tensor:

@@ -1,9 +1,10 @@
 """The AVDD evaluation protocol: train fresh networks on a (synthetic or real) training set,
-report final-epoch top-1 accuracy on the real test split.
+report final-epoch top-1 accuracy on a real split (test by default; val to make choices).
 
 Per run: fresh encoders and head trained with the protocol's recipe (:mod:`avdistill.training`:
 seeded networks, Adam, 30 epochs, batch 32, lr x0.1 after epochs 10 and 20, DSA applied to each
-modality independently with per-sample parameters). N runs -> mean ± std.
+modality independently with per-sample parameters; or, with ``steps``, a fixed number of
+optimiser steps whatever the set's size). N runs -> mean ± std.
 
 The head decides which encoders take part (``head.modalities``): an audio-only or visual-only
 head never runs the other encoder, and that encoder is neither optimised nor returned.
@@ -26,9 +27,14 @@ from avdistill.spread import mean_std
 from avdistill.training import TrainConfig, batches, train_networks
 
 
+EVAL_SPLITS = ("val", "test")
+
+
 @dataclass
 class EvalConfig(TrainConfig):
     test_batch: int = option(512, "batch size when scoring the test split", minimum=1)
+    on: str = option("test", "real split the accuracy is measured on: 'val' to make choices, 'test' for final "
+                             "numbers", choices=EVAL_SPLITS, what="split")
 
 
 @dataclass
@@ -50,31 +56,34 @@ class EvalResult:
 
 def train_and_test(train, dataset: AVDataset, cfg: EvalConfig, seed: int, device: str = "cpu",
                    progress: bool = False) -> float:
-    """One run: train fresh networks on `train`, return top-1 accuracy on the real test split."""
+    """One run: train fresh networks on `train`, return top-1 accuracy on the real split `cfg.on`."""
     f_audio, f_visual, head = train_networks(train, dataset, cfg, seed, device, progress)
-    return test_accuracy(f_audio, f_visual, head, dataset, cfg.test_batch, device)
+    return test_accuracy(f_audio, f_visual, head, dataset, cfg.test_batch, device, cfg.on)
 
 
 @torch.no_grad()
-def test_accuracy(f_audio, f_visual, head, dataset: AVDataset, batch_size: int, device: str = "cpu") -> float:
-    """Top-1 accuracy on the real test split; an encoder given as None is not run."""
+def test_accuracy(f_audio, f_visual, head, dataset: AVDataset, batch_size: int, device: str = "cpu",
+                  on: str = "test") -> float:
+    """Top-1 accuracy on the real split `on` ("test" or "val"); an encoder given as None is not run."""
     networks = [net for net in (f_audio, f_visual, head) if net is not None]
     for net in networks:
         net.eval()
-    batch, _ = batches(dataset.test, dataset, device)
+    split = dataset.split(on)
+    batch, _ = batches(split, dataset, device)
     correct = 0
-    for idx in torch.arange(len(dataset.test)).split(batch_size):
+    for idx in torch.arange(len(split)).split(batch_size):
         audio, frames, labels = batch(idx)
         outputs = head(f_audio(audio) if f_audio is not None else None,
                        f_visual(frames) if f_visual is not None else None)
         correct += int((head.predict(outputs).argmax(1) == labels).sum())
-    return correct / len(dataset.test)
+    return correct / len(split)
 
 
 def evaluate_runs(train, dataset: AVDataset, cfg: EvalConfig | None = None, runs: int = 3, seed: int = 0,
                   device: str = "cpu", progress: bool = True, desc: str = "evaluate") -> EvalResult:
     """`runs` independent trainings (seeds derived from `seed`) -> accuracies, mean ± std."""
     cfg = validate(cfg or EvalConfig())
+    dataset.split(cfg.on)  # a missing validation split fails before any training
     if runs < 1:
         raise ConfigError(f"runs must be >= 1, got {runs}")
     accuracies = [train_and_test(train, dataset, cfg, seed=derive_seed(seed, "encoders", 10_000 + r), device=device)

@@ -125,11 +125,11 @@ def blocked_ranks(queries: torch.Tensor, gallery: torch.Tensor, labels: torch.Te
 
 @torch.no_grad()
 def embed_test(f_audio, f_visual, head: ContrastiveHead, dataset: AVDataset, batch_size: int,
-               device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(z_audio, z_visual, labels) of the real test split."""
+               device: str = "cpu", on: str = "test") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(z_audio, z_visual, labels) of the real split `on` (test, or val to make choices)."""
     for net in (f_audio, f_visual, head):
         net.eval()
-    batch, n = batches(dataset.test, dataset, device)
+    batch, n = batches(dataset.split(on), dataset, device)
     parts = [(head(f_audio(a), f_visual(v)), y) for a, v, y in map(batch, torch.arange(n).split(batch_size))]
     return (torch.cat([z[0] for z, _ in parts]).cpu(), torch.cat([z[1] for z, _ in parts]).cpu(),
             torch.cat([y for _, y in parts]).cpu())
@@ -142,7 +142,7 @@ def retrieval_run(train, dataset: AVDataset, cfg: EvalConfig, rcfg: RetrievalCon
         return ContrastiveHead(audio_dim, visual_dim, rcfg.embed_dim, rcfg.temperature, rcfg.positives)
 
     f_audio, f_visual, head = train_networks(train, dataset, cfg, seed, device, head_factory=head_factory)
-    z_audio, z_visual, labels = embed_test(f_audio, f_visual, head, dataset, cfg.test_batch, device)
+    z_audio, z_visual, labels = embed_test(f_audio, f_visual, head, dataset, cfg.test_batch, device, cfg.on)
     return {"a2v": rank_metrics(blocked_ranks(z_audio, z_visual, labels, rcfg.match)),
             "v2a": rank_metrics(blocked_ranks(z_visual, z_audio, labels, rcfg.match))}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from avdistill.config import flat_dict
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError, DataError
 from avdistill.files import check_output_dir, versions
-from avdistill.methods import avdd, davdd, dm, herding, kcenter, mtt, random  # noqa: F401  (registers the methods)
+from avdistill.methods import avdd, avmmd, davdd, dm, herding, kcenter, mtt, random  # noqa: F401  (registers the methods)
 from avdistill.methods.base import METHODS, MethodSpec, RunContext, fingerprint, get_method, make_config
 from avdistill.methods.loop import finish
 from avdistill.methods.synthesis import starting_set
@@ -69,8 +70,9 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
         "versions": versions(),
         "code_sha256": code_digest("."),
     }
-    syn = SyntheticSet(audio, frames, labels, list(dataset.classes), dataset.preprocessing, meta,
-                       factor=getattr(config, "factor", 1))
+    # A synthesis method may choose its IDM factor per IPC (factor_for); the set records the one it used.
+    factor = config.factor_for(ipc, dataset) if spec.kind == "synthesis" else getattr(config, "factor", 1)
+    syn = SyntheticSet(audio, frames, labels, list(dataset.classes), dataset.preprocessing, meta, factor=factor)
     if folder is not None:
         if group.leader:
             syn.save(folder.synthetic)
@@ -83,8 +85,8 @@ def initial_set(dataset: AVDataset, spec: MethodSpec, ipc: int, config, seed: in
     """The set a run of `spec` with `config` started from, and a sentence saying what it is: a synthesis method's
     starting set (same seed, init, IDM factor and herding settings), else the random coreset of the seed and IPC."""
     if spec.kind == "synthesis":
-        audio, frames, labels = starting_set(dataset, ipc, config, seed)
-        factor = config.factor
+        factor = config.factor_for(ipc, dataset)
+        audio, frames, labels = starting_set(dataset, ipc, dataclasses.replace(config, factor=factor), seed)
         what = f"the method's initialisation (init={config.init}, factor {factor}, seed {seed})"
     else:
         random_set = distill(dataset, "random", ipc, seed, progress=False)

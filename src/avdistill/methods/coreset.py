@@ -10,6 +10,9 @@ every training pair with the trained encoders, without augmentation.
 Herding (Welling, ICML'09): per class, greedily pick the real pair whose feature brings the
 running mean of the picks closest to the class mean.
 
+``--factor F`` (> 1) packs F² consecutive picks of a class into each stored pair with the IDM
+factor technique and no optimisation: "herding + factor" is AVDD's initialisation, unoptimised.
+
 Decisions: the 'av' (joint) space concatenates the audio and visual embeddings after
 L2-normalising each per sample, so neither modality dominates through its scale or dimension;
 'audio' and 'visual' use one normalised embedding. Trained features are kept in memory for
@@ -28,6 +31,7 @@ from avdistill.cache import TensorCache
 from avdistill.config import option
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError
+from avdistill.factor import MAX_FACTOR, pack
 from avdistill.models import PRESETS
 from avdistill.seeding import derive_seed
 from avdistill.training import TrainConfig, train_networks
@@ -43,6 +47,8 @@ class CoresetConfig:
     encoder: str = option("small", "encoder preset of the feature networks", choices=tuple(PRESETS), what="encoder preset")
     feature_epochs: int = option(10, "epochs of training the feature networks on the real training split",
                                 minimum=1)
+    factor: int = option(1, "IDM factor: pack factor x factor selected real pairs (consecutive picks) into each "
+                            "stored pair, no optimisation (1: plain)", minimum=1, maximum=MAX_FACTOR)
 
 
 def embed_train_pairs(f_audio, f_visual, dataset: AVDataset, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,7 +119,12 @@ def select_by_class(dataset: AVDataset, per_class: int, features: torch.Tensor, 
     return torch.cat([idx[rank(features[idx], per_class)] for idx in dataset.train.class_indices(dataset.num_classes)])
 
 
-def real_pairs(dataset: AVDataset, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Model-space (audio, frames, labels) of the given training pairs, as a synthetic set's tensors."""
+def real_pairs(dataset: AVDataset, indices: torch.Tensor,
+               factor: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Model-space (audio, frames, labels) of the given training pairs, as a synthetic set's tensors.
+
+    With `factor` > 1, every factor² consecutive pairs (of one class: indices come class by class)
+    are packed into one stored sample by the IDM factor technique (:func:`avdistill.factor.pack`).
+    """
     audio, frames, labels = dataset.model_inputs(dataset.train.subset(indices))
-    return audio.clone(), frames.clone(), labels.clone()
+    return pack(audio, factor), pack(frames, factor), labels[::factor * factor].clone()

@@ -12,8 +12,13 @@ from avdistill.methods.base import RunContext, register_method
 from avdistill.methods.coreset import CoresetConfig, herding_indices, real_pairs
 
 
+# Declared rows (`avdistill bench --ablations herding`): AVDD's initialisation without its matching.
+ABLATIONS = {"herding": {}, "herding + factor": {"factor": 2}}
+
+
 @register_method("herding", CoresetConfig, "Herding coreset: real pairs whose running mean tracks the class mean",
-                 kind="coreset")
+                 kind="coreset", ablations=ABLATIONS)
 def select_herding(dataset, ipc: int, cfg: CoresetConfig, run: RunContext):
-    picks = herding_indices(dataset, ipc, cfg.space, cfg.encoder, cfg.feature_epochs, run.seed, run.progress)
-    return real_pairs(dataset, picks)
+    per_class = ipc * cfg.factor * cfg.factor
+    picks = herding_indices(dataset, per_class, cfg.space, cfg.encoder, cfg.feature_epochs, run.seed, run.progress)
+    return real_pairs(dataset, picks, cfg.factor)

@@ -10,7 +10,7 @@ import torch
 
 from avdistill.config import option
 from avdistill.data.dataset import AVDataset
-from avdistill.factor import check_factor, pack
+from avdistill.factor import check_factor
 from avdistill.methods.coreset import SPACES, check_class_sizes, herding_indices, real_pairs
 from avdistill.seeding import generator
 
@@ -57,5 +57,4 @@ def initial_synthetic(dataset: AVDataset, ipc: int, init: str, seed: int, factor
     else:
         indices = herding_indices(dataset, per_class, herding.herding_space, encoder, herding.herding_epochs, seed,
                                   progress)
-    audio, frames, _ = real_pairs(dataset, indices)
-    return pack(audio, factor), pack(frames, factor), labels
+    return real_pairs(dataset, indices, factor)

@@ -30,4 +30,4 @@ def k_center(features: torch.Tensor, n: int) -> torch.Tensor:
                  kind="coreset")
 def select_kcenter(dataset, ipc: int, cfg: CoresetConfig, run: RunContext):
     features = train_features(dataset, cfg.space, cfg.encoder, cfg.feature_epochs, run.seed, run.progress)
-    return real_pairs(dataset, select_by_class(dataset, ipc, features, k_center))
+    return real_pairs(dataset, select_by_class(dataset, ipc * cfg.factor * cfg.factor, features, k_center), cfg.factor)

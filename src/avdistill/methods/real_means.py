@@ -110,6 +110,15 @@ class RealSampler:
         return audio.to(self.device), frames.to(self.device), labels.to(self.device)
 
 
+def random_encoders(preset: str, prep, seed: int, draw: int, device: str = "cpu") -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The frozen, randomly initialised (audio, visual) encoders of `draw`: a pure function of (seed, draw),
+    so every method of the DM family sees the same networks at the same draw."""
+    pair = get_encoders(preset, prep.audio_shape, prep.frame_shape, derive_seed(seed, "encoders", draw), device)
+    for p in (*pair[0].parameters(), *pair[1].parameters()):
+        p.requires_grad_(False)
+    return pair
+
+
 class RealMeans:
     """Per-draw real class means (audio, visual) for one run; see the module docstring."""
 
@@ -133,11 +142,7 @@ class RealMeans:
         """The frozen random (audio, visual) encoders of `draw` (kept in memory when draws are cycled)."""
         if draw in self._encoders:
             return self._encoders[draw]
-        prep = self.dataset.preprocessing
-        pair = get_encoders(self.encoder, prep.audio_shape, prep.frame_shape, derive_seed(self.seed, "encoders", draw),
-                            self.device)
-        for p in (*pair[0].parameters(), *pair[1].parameters()):
-            p.requires_grad_(False)
+        pair = random_encoders(self.encoder, self.dataset.preprocessing, self.seed, draw, self.device)
         if not self.draws:  # a fresh draw per iteration: keep only the latest (the real and synthetic side share it)
             self._encoders.clear()
         self._encoders[draw] = pair

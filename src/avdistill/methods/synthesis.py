@@ -39,6 +39,10 @@ class SynthesisConfig:
     augment: str = option(DEFAULT_STRATEGY, "DSA ops joined by '_', or 'none'", check=DSA)
     checkpoint_every: int = option(50, "iterations between checkpoints (resume after interruption)", minimum=1)
 
+    def factor_for(self, ipc: int, dataset: AVDataset) -> int:
+        """The IDM factor a run at `ipc` uses: --factor (a method may choose it per IPC, e.g. AV-MMD)."""
+        return self.factor
+
 
 def starting_set(dataset: AVDataset, ipc: int, cfg: SynthesisConfig, seed: int,
                  progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -64,7 +64,8 @@ def _header(grid, dataset, command: str, commit: str) -> list[str]:
     n_per_cell = f"{grid.sets} set(s) × {grid.runs} run(s)"
     lines = [f"# Benchmark: {dataset.name}", "",
              f"Dataset `{grid.data}` (sha256 {dataset.checksum[:12]}…), {dataset.num_classes} classes, "
-             f"{len(dataset.train)} training / {len(dataset.test)} test pairs. Every number is the test accuracy "
+             f"{len(dataset.train)} training / {len(dataset.split(grid.eval_config.on))} {grid.eval_config.on} pairs. "
+             f"Every number is the {grid.eval_config.on} accuracy "
              f"(%) as mean ± std over the pooled evaluation runs (one run: its value alone), with their count n "
              f"({n_per_cell} per synthetic "
              f"cell, {grid.whole_data_runs} run(s) per head for whole data). Seeds: set s is distilled with seed "

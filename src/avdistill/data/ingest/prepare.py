@@ -42,6 +42,7 @@ from avdistill.data.audio import mel_filterbank
 from avdistill.data.dataset import AVDD_FRAME_MEAN, AVDD_FRAME_STD, AVDataset, AVSplit, Preprocessing
 from avdistill.data.ingest.decode import DecodeParams, MediaError, decode_windows
 from avdistill.data.ingest.sources import SPLITS, Clip, Skip, assign_splits, filter_classes
+from avdistill.data.split import DEFAULT_VAL_FRACTION, carve_validation, check_fraction
 from avdistill.data.storage import save_dataset
 from avdistill.errors import ConfigError, DataError
 from avdistill.files import atomic_path, versions, write_json
@@ -172,11 +173,11 @@ def normalization_stats(kind: str, train: AVSplit, channels: int) -> dict:
 def count_table(counts: dict[str, dict[str, int]], classes: list[str], min_per_class: int) -> str:
     rows = []
     for c in classes:
-        train, test = counts["train"][c], counts["test"][c]
-        note = "EMPTY" if train + test == 0 else (f"fewer than {min_per_class} train" if train < min_per_class
-                                                 else ("no test samples" if test == 0 else ""))
-        rows.append([c, train, test, note])
-    return tabulate(rows, headers=["class", "train", "test", ""], tablefmt="simple")
+        train, val, test = counts["train"][c], counts.get("val", {}).get(c, 0), counts["test"][c]
+        note = "EMPTY" if train + val + test == 0 else (f"fewer than {min_per_class} train" if train < min_per_class
+                                                       else ("no test samples" if test == 0 else ""))
+        rows.append([c, train, val, test, note])
+    return tabulate(rows, headers=["class", "train", "val", "test", ""], tablefmt="simple")
 
 
 def skip_table(skipped: list[Skip]) -> str:
@@ -186,12 +187,14 @@ def skip_table(skipped: list[Skip]) -> str:
 
 def prepare_clips(clips: list[Clip], listing_skips: list[Skip], source: dict, out: str | os.PathLike,
                   params: DecodeParams = DecodeParams(), classes: list[str] | None = None, name: str | None = None,
-                  test_fraction: float = 0.2, seed: int = 0, workers: int = 1, normalization: str = "avdd",
+                  test_fraction: float = 0.2, val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0,
+                  workers: int = 1, normalization: str = "avdd",
                   min_per_class: int = 1, restart: bool = False, progress: bool = True) -> AVDataset:
     """Decode `clips`, write the dataset to `out` and its manifest beside it; return the dataset.
 
     Clips without a split are split with :func:`assign_splits` among those that decoded, so broken
-    clips take no test places. Skipped clips never stop the run; a class with fewer than
+    clips take no test places. A validation split (`val_fraction` of the train windows, by recording:
+    :mod:`avdistill.data.split`) is then carved out of train. Skipped clips never stop the run; a class with fewer than
     `min_per_class` usable train samples, or an empty test split, stops it with a DataError after
     the skip report (the decoded clips stay in the work folder for the rerun).
     """
@@ -200,6 +203,7 @@ def prepare_clips(clips: list[Clip], listing_skips: list[Skip], source: dict, ou
         raise ConfigError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
+    check_fraction(val_fraction)
     clips, label_skips, classes = filter_classes(clips, classes)
     if not clips:
         skipped = list(listing_skips) + label_skips
@@ -225,17 +229,22 @@ def prepare_clips(clips: list[Clip], listing_skips: list[Skip], source: dict, ou
 
     index = {c: i for i, c in enumerate(classes)}
     parts = {s: {"audio": [], "frames": [], "labels": []} for s in SPLITS}
+    train_groups = []  # each train window's recording, so the validation split never cuts one
     for clip, (_, tensors) in zip(usable, decoded):
         part = parts[clip.split]
         part["audio"].append(tensors["audio"])
         part["frames"].append(tensors["frames"])
         part["labels"].append(torch.full((len(tensors["audio"]),), index[clip.label], dtype=torch.int64))
+        if clip.split == "train":
+            train_groups += [clip.group_name] * len(tensors["audio"])
     channels = 1 if params.grayscale else 3
     empty = {"audio": torch.zeros(0, 1, params.n_mels, params.mel.n_frames),
              "frames": torch.zeros(0, channels, *params.frame_size, dtype=torch.uint8),
              "labels": torch.zeros(0, dtype=torch.int64)}
     splits = {s: AVSplit(**{k: torch.cat(v) if v else empty[k] for k, v in parts[s].items()}) for s in SPLITS}
-    counts = {s: {c: int((splits[s].labels == i).sum()) for i, c in enumerate(classes)} for s in SPLITS}
+    splits["train"], splits["val"], _ = carve_validation(splits["train"], val_fraction, seed, train_groups)
+    names = [s for s in ("train", "val", "test") if splits[s] is not None]
+    counts = {s: {c: int((splits[s].labels == i).sum()) for i, c in enumerate(classes)} for s in names}
 
     print(count_table(counts, classes, min_per_class))
     if skipped:
@@ -250,12 +259,13 @@ def prepare_clips(clips: list[Clip], listing_skips: list[Skip], source: dict, ou
 
     manifest = {
         "format": MANIFEST_FORMAT,
-        "source": {**source, "test_fraction": test_fraction, "seed": seed},
+        "source": {**source, "test_fraction": test_fraction, "val_fraction": val_fraction, "seed": seed,
+                   "val_by": "recording (video id, else file)"},
         "parameters": {**params.to_dict(), "normalization": normalization, "min_per_class": min_per_class},
         "classes": classes,
         "counts": counts,
         "totals": {"listed": len(clips) + len(listing_skips) + len(label_skips),
-                   **{s: len(splits[s]) for s in SPLITS}, "skipped": len(skipped)},
+                   **{s: len(splits[s]) for s in names}, "skipped": len(skipped)},
         "skipped": [s.to_dict() for s in skipped],
         "notes": [f"class {c!r} has no test samples" for c in classes if counts["test"][c] == 0],
         "versions": versions(),
@@ -263,7 +273,7 @@ def prepare_clips(clips: list[Clip], listing_skips: list[Skip], source: dict, ou
     prep = Preprocessing(mel=params.mel, frame_size=tuple(params.frame_size), frame_channels=channels,
                          **normalization_stats(normalization, splits["train"], channels))
     dataset = AVDataset(name=name or out.stem, classes=classes, train=splits["train"], test=splits["test"],
-                        preprocessing=prep, info={"source": f"media ({source['kind']})", "manifest": manifest})
+                        val=splits["val"], preprocessing=prep, info={"source": f"media ({source['kind']})", "manifest": manifest})
     save_dataset(dataset, out)
     write_json(manifest_path_for(out), manifest)
     shutil.rmtree(work)

@@ -23,6 +23,7 @@ Decisions:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import zlib
 from dataclasses import asdict, dataclass
@@ -49,6 +50,12 @@ class Clip:
     label: str
     split: str | None  # None until assign_splits decides
     offsets: tuple[float, ...]
+    group: str | None = None  # the recording it comes from (a video id); None: the file itself
+
+    @property
+    def group_name(self) -> str:
+        """What a validation split keeps together: all windows of one recording stay on one side."""
+        return self.group if self.group is not None else self.name
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ def assign_splits(clips: list[Clip], test_fraction: float, seed: int) -> list[Cl
         order = torch.randperm(n, generator=generator(seed, "shuffle", zlib.crc32(label.encode()))).tolist()
         test = {indices[j] for j in order[:n_test]}
         for i in indices:
-            result[i] = Clip(clips[i].path, clips[i].name, clips[i].label, "test" if i in test else "train", clips[i].offsets)
+            result[i] = dataclasses.replace(clips[i], split="test" if i in test else "train")
     return result
 
 
@@ -180,7 +187,7 @@ def csv_clips(csv_path: str | Path, video_dir: str | Path | None = None, pattern
         elif not (video_dir / name).is_file():
             skips.append(Skip(name, "missing file", label, split))
         else:
-            clips.append(Clip(video_dir / name, name, label, split, (float(offset),)))
+            clips.append(Clip(video_dir / name, name, label, split, (float(offset),), group=video_id))
     if not clips and not skips:
         raise DataError(csv_path, "no rows")
     source = {"kind": "csv", "csv": str(csv_path), "video_dir": str(video_dir), "pattern": pattern, "offset": offset}
@@ -218,7 +225,8 @@ def _ave_file(path: Path, split: str | None, video_dir: Path, pattern: str) -> t
         elif not (video_dir / name).is_file():
             skips.append(Skip(name, "missing file", label, split))
         else:
-            clips.append(Clip(video_dir / name, name, label, split, tuple(float(s) for s in range(start, end))))
+            clips.append(Clip(video_dir / name, name, label, split, tuple(float(s) for s in range(start, end)),
+                              group=video_id))
     return clips, skips
 
 

@@ -1,0 +1,121 @@
+"""Choosing AV-MMD's ingredients: every variant tried, evaluated on one split (the validation split to choose).
+
+Each (variant, IPC, set) distils one synthetic set (seed = set) and evaluates it with the AVDD
+protocol on ``--on`` (``val`` to choose, ``test`` only to report); one JSON per cell under
+``--out``, so a rerun continues where it stopped and a variant added later reuses the others.
+``--report`` prints the Markdown table of docs/AVMMD.md from the cache (mean ± std over sets x runs,
+and the mean wall seconds to distil a set), with the command and commit that made it.
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/avmmd.py --data av-digits-hard --on val \\
+        --variants base,mmd100 --ipc 1,10 --out runs/avmmd-select
+    python benchmarks/avmmd.py --report --out runs/avmmd-select
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tabulate import tabulate
+
+import avdistill
+from avdistill.config import parse_ints, split_names
+from avdistill.evaluation import evaluate
+from avdistill.io import versions, write_json
+from avdistill.synthetic import load_synthetic
+
+BUDGET = {"iterations": 50, "real_per_class": 32}  # the reduced budget of every optimising row
+VARIANTS = {  # name -> (label, method, options); AV-MMD's defaults are the "mmd" rows' choices
+    "herding": ("Herding (av)", "herding", {}),
+    "avdd": ("AVDD (factor 2, lr 0.2, λ = 10)", "avdd", BUDGET),
+    "mean": ("mean only (DM at AVDD's step, factor per IPC)", "avmmd", {**BUDGET, "lam_mmd": 0.0}),
+    "mmd10": ("+ joint MMD, λ_mmd 10", "avmmd", {**BUDGET, "lam_mmd": 10.0}),
+    "mmd100": ("+ joint MMD, λ_mmd 100", "avmmd", {**BUDGET, "lam_mmd": 100.0}),
+    "mmd1000": ("+ joint MMD, λ_mmd 1000", "avmmd", {**BUDGET, "lam_mmd": 1000.0}),
+    "marginal100": ("+ marginal MMD, λ_mmd 100", "avmmd", {**BUDGET, "lam_mmd": 100.0, "kernel": "marginal"}),
+    "cov100": ("+ joint MMD 100 + cross-covariance 100", "avmmd", {**BUDGET, "lam_mmd": 100.0, "lam_cov": 100.0}),
+    "mmdonly": ("joint MMD only, λ_mmd 100", "avmmd", {**BUDGET, "lam_mean": 0.0, "lam_mmd": 100.0}),
+    "f2mean": ("mean only, factor 2 at every IPC", "avmmd", {**BUDGET, "lam_mmd": 0.0, "factor": 2}),
+    "f2mmd100": ("+ joint MMD 100, factor 2 at every IPC", "avmmd", {**BUDGET, "lam_mmd": 100.0, "factor": 2}),
+    "f1mmd100": ("+ joint MMD 100, factor 1 at every IPC", "avmmd", {**BUDGET, "lam_mmd": 100.0, "factor": 1}),
+}
+
+
+def commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+
+def cell(args, name: str, ipc: int, s: int) -> dict:
+    path = Path(args.out) / "cells" / f"{name}-ipc{ipc}-set{s}-{args.on}.json"
+    label, method, options = VARIANTS[name]
+    settings = {"data": args.data, "method": method, "options": options, "ipc": ipc, "seed": s, "on": args.on,
+                "runs": args.runs}
+    if path.exists() and json.loads(path.read_text())["settings"] == settings:
+        return json.loads(path.read_text())
+    dataset = avdistill.load_dataset(args.data)
+    folder = Path(args.out) / "sets" / f"{name}-ipc{ipc}-set{s}"
+    if (folder / "synthetic.safetensors").exists():
+        syn = load_synthetic(folder / "synthetic.safetensors")
+    else:
+        start = time.perf_counter()
+        avdistill.distill(dataset, method, ipc, s, out=folder, progress=False, **options)
+        syn = load_synthetic(folder / "synthetic.safetensors")
+        print(f"{name} ipc {ipc} set {s}: distilled in {time.perf_counter() - start:.0f} s", flush=True)
+    result = evaluate(syn, dataset, runs=args.runs, seed=s, on=args.on, progress=False)
+    record = {"settings": settings, "label": label, "accuracies": result.accuracies,
+              "wall_seconds": syn.meta.get("wall_seconds", 0.0), "versions": versions(), "commit": commit()}
+    write_json(path, record)
+    print(f"{name} ipc {ipc} set {s} on {args.on}: {100 * result.mean:.2f}", flush=True)
+    return record
+
+
+def report(args) -> str:
+    cells = [json.loads(p.read_text()) for p in sorted((Path(args.out) / "cells").glob("*.json"))]
+    ipcs = sorted({c["settings"]["ipc"] for c in cells})
+    rows = []
+    for name, (label, _, _) in VARIANTS.items():
+        row = [label]
+        for ipc in ipcs:
+            mine = [c for c in cells if c["settings"]["ipc"] == ipc and c["label"] == label]
+            accs = [100 * a for c in mine for a in c["accuracies"]]
+            secs = [c["wall_seconds"] for c in mine]
+            row += [f"{statistics.fmean(accs):.2f} ± {statistics.pstdev(accs):.2f} ({len(mine)}×{len(accs) // len(mine)})"
+                    if len(accs) > 1 else (f"{accs[0]:.2f} (1)" if accs else "–"),
+                    f"{statistics.fmean(secs):.0f}" if mine else "–"]
+        if any(x != "–" for x in row[1:]):
+            rows.append(row)
+    split = {c["settings"]["on"] for c in cells}
+    commits = sorted({c.get("commit", "unrecorded") for c in cells})
+    header = ["variant"] + [h for ipc in ipcs for h in (f"IPC {ipc} acc % on {'/'.join(sorted(split))} (sets×runs)",
+                                                          f"IPC {ipc} s/set")]
+    return tabulate(rows, header, tablefmt="github") + f"\n\nCells computed at commit(s): {', '.join(commits)}."
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default="av-digits-hard")
+    p.add_argument("--on", default="val", choices=("val", "test"))
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--ipc", default="1,10")
+    p.add_argument("--sets", type=int, default=1)
+    p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--out", default="runs/avmmd-select")
+    p.add_argument("--report", action="store_true")
+    args = p.parse_args(argv)
+    if args.report:
+        print(report(args))
+        print(f"\n(`python benchmarks/avmmd.py --report --out {args.out}`)")
+        return
+    for ipc in parse_ints(args.ipc, "--ipc"):
+        for name in split_names(args.variants):
+            for s in range(args.sets):
+                cell(args, name, ipc, s)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""AV-MMD: match the joint audio-visual distribution of each class, not only its modality means.
+
+DM and AVDD compare first moments: per class, the mean audio and the mean visual embedding under
+random encoders (AVDD's joint and gap terms at equal weights are 21 x DM, see avdd.py). Nothing in
+them sees which sound goes with which frame, nor how the samples of a class spread. AV-MMD adds the
+squared maximum mean discrepancy (M3D, Zhang et al., AAAI'24) between the real and the synthetic
+*pairs* of a class, with a kernel on the joint embedding z = (f_a(a), f_v(v)) of a pair.
+
+Every iteration (the shared matching step, :meth:`avdistill.methods.matching.MeanMatcher.embed`):
+  1. draw fresh, randomly initialised, frozen audio and visual encoders (the same draw as DM/AVDD);
+  2. embed a real batch of every class and the synthetic set, expanded by the IDM factor before
+     augmentation, under one DSA draw shared by real/synthetic and both modalities;
+  3. per class c, with R the real and S the synthetic pairs of c:
+       mean = ||μ_a(R) − μ_a(S)||² + ||μ_v(R) − μ_v(S)||²                 (DM: the linear kernel)
+       mmd  = E k(R, R') + E k(S, S') − 2 E k(R, S)                       (biased MMD², all pairs)
+              k(z, z') = mean_s exp(−(||a − a'||² / σ_a² + ||v − v'||² / σ_v²) / s)   ('joint')
+       cov  = ||Cov_R(a/σ_a, v/σ_v) − Cov_S(a/σ_a, v/σ_v)||²_F           (audio x visual, optional)
+     σ_m² = the median squared distance between the class's real embeddings of modality m (no
+     gradient), s over the bandwidth scales (default 0.5, 1, 2);
+  4. loss = Σ_c λ_mean·mean + λ_mmd·mmd + λ_cov·cov; one SGD step on the synthetic spectrograms
+     and frames.
+
+Why a *product* kernel: exp(−d_a − d_v) = k_a · k_v is characteristic for the joint distribution of
+(audio, frame), so its MMD is zero only when the synthetic pairs are distributed like the real pairs,
+pairing included; the sum kernel (k_a + k_v)/2 (``--kernel marginal``, an ablation row) sees each
+modality's distribution alone. Both add, over DM, the spread of a class: the E k(S, S') term pushes
+synthetic samples of a class apart where real samples are spread, which mean matching never asks for.
+
+Decisions. The bandwidth is per class and modality, from the real batch alone, so the loss is a
+sum over classes each touching only its class's synthetic rows: the torchrun class split is exact
+(:mod:`avdistill.distributed`). The mean term keeps DM's raw scale, so λ_mean = 1 at AVDD's
+effective step (lr 0.2 x 21 = 4.2) moves the set as AVDD does; MMD² lies in [0, 2] per class and
+its weight is chosen on the validation split (docs/AVMMD.md). ``--factor 0`` (the default) picks
+the IDM factor per IPC: 1 below ``--factor-from-ipc`` (where 4 half-size cells lose to one sharp
+sample), else 2 if every class has the 4 x IPC real pairs to pack (else 1). Because MMD needs every real sample, not only class means, the real side is
+embedded at every iteration (no real-statistics cache), like DM/AVDD with ``--real-cache off``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from avdistill.config import option, redefault
+from avdistill.errors import ConfigError
+from avdistill.factor import MAX_FACTOR
+from avdistill.methods.base import RunContext, register_method
+from avdistill.methods.matching import Embeddings, MatchingConfig, MeanMatcher, distill_matching
+from avdistill.methods.real_means import random_encoders
+
+KERNELS = ("joint", "marginal")
+TERMS = ("mean", "mmd", "cov")
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """'0.5,1,2' -> (0.5, 1.0, 2.0); a ConfigError naming the option otherwise."""
+    try:
+        scales = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        scales = ()
+    if not scales or not all(0 < s < float("inf") for s in scales):
+        raise ConfigError(f"--bandwidths must be comma-separated positive numbers, got {text!r}")
+    return scales
+
+
+@dataclass
+class AVMMDConfig(MatchingConfig):
+    iterations: int = redefault(MatchingConfig, "iterations", 5000, "AVDD's preset: 5000")
+    real_per_class: int = option(128, "real pairs per class embedded at every iteration (at least 2: the bandwidth "
+                                      "is a median distance between them)", "AVDD's preset: 128", minimum=2)
+    lr_audio: float = redefault(MatchingConfig, "lr_audio", 4.2, "AVDD's effective step: 0.2 x 21")
+    lr_frames: float = redefault(MatchingConfig, "lr_frames", 4.2, "AVDD's effective step: 0.2 x 21")
+    init: str = redefault(MatchingConfig, "init", "herding", "as AVDD")
+    factor: int = option(0, "IDM factor: each stored sample holds factor x factor downscaled samples "
+                            "(0: automatic, 2 from --factor-from-ipc on if every class has 4 x IPC training "
+                            "pairs, else 1)", minimum=0, maximum=MAX_FACTOR)
+    factor_from_ipc: int = option(10, "with --factor 0: the smallest IPC that gets factor 2", minimum=1)
+    kernel: str = option("joint", "MMD kernel: 'joint' (product of audio and visual Gaussians: sees the pairing) "
+                                  "or 'marginal' (their mean: each modality alone)", choices=KERNELS)
+    bandwidths: str = option("0.5,1,2", "Gaussian kernel scales s, relative to the median squared distance",
+                             check=parse_scales)
+    lam_mean: float = option(1.0, "weight of per-modality mean matching (DM, the linear kernel; 0: off)")
+    lam_mmd: float = option(100.0, "weight of the per-class MMD² of joint embeddings (0: off)",
+                            "chosen on av-digits-hard validation among 0, 100, 1000")
+    lam_cov: float = option(0.0, "weight of audio x visual cross-covariance matching (0: off)")
+
+    def factor_for(self, ipc: int, dataset) -> int:
+        """The IDM factor of a run at `ipc`: --factor, or with 0 the automatic choice: 2 from --factor-from-ipc
+        on if every class has the 4 x IPC training pairs the packed initialisation takes, else 1."""
+        if self.factor:
+            return self.factor
+        smallest = int(torch.bincount(dataset.train.labels, minlength=dataset.num_classes).min())
+        return 2 if ipc >= self.factor_from_ipc and smallest >= 4 * ipc else 1
+
+
+# Declared ablation rows (`avdistill bench --ablations avmmd`): option overrides of the defaults.
+ABLATIONS = {
+    "mean only (DM at AVDD's step)": {"lam_mmd": 0.0},
+    "+ marginal MMD": {"kernel": "marginal"},
+    "+ joint MMD (AV-MMD)": {},
+    "+ joint MMD + cross-covariance": {"lam_cov": 100.0},
+    "joint MMD only": {"lam_mean": 0.0},
+    "factor 2 at every IPC": {"factor": 2},
+    "factor 1 at every IPC": {"factor": 1},
+    "random init": {"init": "real"},
+}
+
+
+def weights(cfg: AVMMDConfig) -> dict[str, float]:
+    """The switched-on terms and their weights."""
+    return {name: w for name in TERMS if (w := getattr(cfg, f"lam_{name}")) > 0}
+
+
+def check_terms(cfg: AVMMDConfig) -> None:
+    if not weights(cfg):
+        raise ConfigError("every AV-MMD term is switched off (--lam-mean, --lam-mmd, --lam-cov are all 0): "
+                          "nothing to optimise")
+
+
+def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """[n, m] ||x_i − y_j||² by the Gram identity (no [n, m, D] intermediate), never below 0."""
+    return (x.pow(2).sum(1)[:, None] + y.pow(2).sum(1)[None, :] - 2 * x @ y.T).clamp_min(0)
+
+
+def median_bandwidth(x: torch.Tensor) -> torch.Tensor:
+    """Median squared distance between distinct rows of `x` (the median heuristic), without gradient."""
+    with torch.no_grad():
+        i, j = torch.triu_indices(len(x), len(x), 1, device=x.device)
+        return squared_distances(x, x)[i, j].median().clamp_min(1e-12)
+
+
+@dataclass
+class ClassPairs:
+    """One class's real (R) and synthetic (S) audio and visual embeddings, with its bandwidths."""
+
+    real_audio: torch.Tensor
+    real_visual: torch.Tensor
+    syn_audio: torch.Tensor
+    syn_visual: torch.Tensor
+
+    def __post_init__(self):
+        self.sigma_audio = median_bandwidth(self.real_audio)
+        self.sigma_visual = median_bandwidth(self.real_visual)
+
+
+def kernel_matrix(p: ClassPairs, audio_x, visual_x, audio_y, visual_y, kernel: str,
+                  scales: tuple[float, ...]) -> torch.Tensor:
+    """[n, m] kernel between pairs (audio_x_i, visual_x_i) and (audio_y_j, visual_y_j)."""
+    da = squared_distances(audio_x, audio_y) / p.sigma_audio
+    dv = squared_distances(visual_x, visual_y) / p.sigma_visual
+    if kernel == "joint":
+        return sum(torch.exp(-(da + dv) / s) for s in scales) / len(scales)
+    return sum(torch.exp(-da / s) + torch.exp(-dv / s) for s in scales) / (2 * len(scales))
+
+
+def class_mmd(p: ClassPairs, kernel: str, scales: tuple[float, ...]) -> torch.Tensor:
+    """Biased MMD² between the class's real and synthetic pairs."""
+    rr = kernel_matrix(p, p.real_audio, p.real_visual, p.real_audio, p.real_visual, kernel, scales).mean()
+    ss = kernel_matrix(p, p.syn_audio, p.syn_visual, p.syn_audio, p.syn_visual, kernel, scales).mean()
+    rs = kernel_matrix(p, p.real_audio, p.real_visual, p.syn_audio, p.syn_visual, kernel, scales).mean()
+    return rr + ss - 2 * rs
+
+
+def class_cross_covariance(p: ClassPairs) -> torch.Tensor:
+    """||Cov_R(a, v) − Cov_S(a, v)||²_F with each modality scaled by its bandwidth, via Gram matrices:
+    ⟨C_X, C_Y⟩ = Σ_ij (a_i·a'_j)(v_i·v'_j) / (n m) for centred rows, so no D x D matrix is formed."""
+    def centred(x, sigma):
+        return (x - x.mean(0)) / sigma.sqrt()
+
+    ra, rv = centred(p.real_audio, p.sigma_audio), centred(p.real_visual, p.sigma_visual)
+    sa, sv = centred(p.syn_audio, p.sigma_audio), centred(p.syn_visual, p.sigma_visual)
+
+    def inner(a1, v1, a2, v2):
+        return ((a1 @ a2.T) * (v1 @ v2.T)).sum() / (len(a1) * len(a2))
+
+    return inner(ra, rv, ra, rv) + inner(sa, sv, sa, sv) - 2 * inner(ra, rv, sa, sv)
+
+
+def avmmd_loss(e: Embeddings, num_classes: int, lam: dict[str, float], kernel: str,
+               scales: tuple[float, ...]) -> dict[str, torch.Tensor]:
+    """The switched-on terms, each summed over classes, and their weighted sum, for the log."""
+    terms = {name: e.syn_audio.new_zeros(()) for name in lam}
+    for c in range(num_classes):
+        real, syn = e.real_labels == c, e.syn_labels == c
+        if int(real.sum()) < 2:
+            raise ConfigError(f"class {c} has {int(real.sum())} real pair(s) in the batch; the kernel bandwidth "
+                              "needs at least 2 (raise --real-per-class or add training pairs)")
+        p = ClassPairs(e.real_audio[real], e.real_visual[real], e.syn_audio[syn], e.syn_visual[syn])
+        if "mean" in lam:
+            terms["mean"] = terms["mean"] + (p.real_audio.mean(0) - p.syn_audio.mean(0)).pow(2).sum() \
+                + (p.real_visual.mean(0) - p.syn_visual.mean(0)).pow(2).sum()
+        if "mmd" in lam:
+            terms["mmd"] = terms["mmd"] + class_mmd(p, kernel, scales)
+        if "cov" in lam:
+            terms["cov"] = terms["cov"] + class_cross_covariance(p)
+    return {"total": sum(lam[name] * terms[name] for name in terms), **terms}
+
+
+@register_method("avmmd", AVMMDConfig, "AV-MMD: per-class MMD of joint audio-visual embeddings + DM, "
+                                       "herding init, IDM factor chosen per IPC", kind="synthesis", by_class=True,
+                 ablations=ABLATIONS, validate=check_terms)
+def distill_avmmd(dataset, ipc: int, cfg: AVMMDConfig, run: RunContext):
+    lam = weights(cfg)
+    scales = parse_scales(cfg.bandwidths)
+    cfg = dataclasses.replace(cfg, factor=cfg.factor_for(ipc, dataset))
+    prep = dataset.preprocessing
+    encoders = lambda iteration: random_encoders(cfg.encoder, prep, run.seed, iteration, run.device)  # noqa: E731
+
+    def step(matcher: MeanMatcher, iteration: int, audio: torch.Tensor, frames: torch.Tensor) -> dict:
+        return avmmd_loss(matcher.embed(iteration, audio, frames), matcher.num_classes, lam, cfg.kernel, scales)
+
+    return distill_matching(dataset, ipc, cfg, run, step, "avmmd", encoders=encoders)
