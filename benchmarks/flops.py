@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from docsection import write_section
+from docsection import shown_arguments, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,17 +191,6 @@ def main() -> None:
                   "(PyTorch's dispatch level)."]
     write_section(args.doc, f"flops-{args.preset}", "\n".join(lines))
     print("\n".join(lines))
-
-
-def shown_arguments() -> str:
-    """This run's command-line arguments without where its outputs went."""
-    shown, skip = [], False
-    for a in sys.argv[1:]:
-        if skip or a in ("--doc", "--json"):
-            skip = not skip
-            continue
-        shown.append(a)
-    return " ".join(shown)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from docsection import write_section
+from docsection import shown_arguments, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = ("reference", "avdistill")
@@ -225,17 +225,6 @@ def cold_init(cell: dict) -> str:
     """The initial set's seconds in the warm-up (the reference runs first, so it pays the process's first calls)."""
     cold = cell.get("cold_init_seconds")
     return f"{cold['reference']:.1f} / {cold['avdistill']:.1f}" if cold else "–"
-
-
-def shown_arguments() -> str:
-    """This run's command-line arguments without where its outputs went."""
-    shown, skip = [], False
-    for a in sys.argv[1:]:
-        if skip or a in ("--doc", "--json"):
-            skip = not skip
-            continue
-        shown.append(a)
-    return " ".join(shown)
 
 
 if __name__ == "__main__":
