@@ -24,3 +24,14 @@ def write_section(path: str | Path, name: str, text: str) -> None:
     new = pattern.sub(lambda _: block, old, count=1) if pattern.search(old) else (old.rstrip() + "\n\n" + block).lstrip()
     with atomic_path(path) as tmp:
         tmp.write_text(new + "\n")
+
+
+def shown_arguments() -> str:
+    """This run's command-line arguments without where its outputs went."""
+    shown, skip = [], False
+    for a in sys.argv[1:]:
+        if skip or a in ("--doc", "--json"):
+            skip = not skip
+            continue
+        shown.append(a)
+    return " ".join(shown)

@@ -1,211 +1,195 @@
-"""How close the real-data embedding pass comes to this machine's arithmetic peak.
+"""How close the encoder passes of a DM/AVDD iteration come to this CPU's matmul peak, per pass.
 
-The real half of a DM/AVDD iteration is one forward pass of the `small` audio and visual
-encoders over 128 real pairs per class (1280 on AV-Digits). This script counts its
-floating-point operations (``torch.utils.flop_counter``: convolutions and matmuls, the ops
-that carry the arithmetic), times it in the variants that could speed it up (``no_grad`` as
-the reference code runs it, ``inference_mode``, channels-last memory layout, a batch split
-into chunks), and compares the achieved FLOP/s with a large float32 matmul measured in the
-same run, the practical peak of this CPU. Best of `--repeats` timings, one thread and all threads.
+An iteration has two passes: the real forward (no graph) over up to 128 real pairs per class,
+and the synthetic forward + backward (gradient to the synthetic inputs only: the encoders are
+frozen) over the expanded synthetic set. This script counts each pass's floating-point
+operations (``torch.utils.flop_counter``: convolutions and matmuls, forward and backward), times
+it in several variants (the levers of issue 18) and divides the achieved FLOP/s by the peak of a
+2048 x 2048 matmul in the same precision, timed in the same run (fp32 against the fp32 peak,
+bf16 autocast against the bf16 peak). Variants are interleaved round by round (A B C ... A B C)
+and the median is reported, because the machine is shared.
 
-  python benchmarks/flops.py              # writes the "flops" section of docs/BENCHMARKS.md
+  OMP_NUM_THREADS=1 python benchmarks/flops.py                                  # small preset, AV-Digits
+  OMP_NUM_THREADS=1 python benchmarks/flops.py --preset avdd --classes 2 --real-per-class 4 --syn-per-class 2
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import os
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from docsection import write_section
+from docsection import shown_arguments, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up: allocator, kernel selection
+def matmul_peak(dtype, rounds: int, n: int = 2048) -> float:
+    """FLOP/s of an n x n matmul in `dtype` (2 n^3 operations), best of `rounds`."""
+    import torch
+
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.mm(a, b)
     times = []
-    for _ in range(repeats):
+    for _ in range(rounds):
         start = time.perf_counter()
-        fn()
+        torch.mm(a, b)
         times.append(time.perf_counter() - start)
-    return min(times)
+    return 2 * n**3 / min(times)
 
 
-def matmul_peak(repeats: int, n: int = 2048) -> float:
-    """FLOP/s of an n x n float32 matmul (2 n^3 operations)."""
+def measure_peaks(args) -> dict[str, float]:
+    """fp32 at 2048²; bf16 at 512² (without native bf16 instructions, AVX2 CPUs run bf16 matmuls ~100x slower)."""
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / best_time(lambda: torch.mm(a, b), repeats)
+    peaks = {"fp32": matmul_peak(torch.float32, args.rounds)}
+    if args.bf16:
+        peaks["bf16"] = matmul_peak(torch.bfloat16, args.rounds, n=512)
+    return peaks
 
 
-def embedding_variants(real_per_class: int, repeats: int) -> tuple[int, dict[str, float]]:
-    """(FLOPs of one real embedding pass, {variant: seconds})."""
+def passes(args):
+    """{variant: (precision, real_fn, syn_fn)}, (real FLOPs, synthetic FLOPs), sizes."""
+    import copy
+
     import torch
+    from torch import nn
     from torch.utils.flop_counter import FlopCounterMode
 
     from avdistill.augment import DSA
-    from avdistill.data import load_dataset
-    from avdistill.methods.matching import RealSampler
-    from avdistill.methods.real_means import CPU_CHUNK, encode
+    from avdistill.factor import expand
+    from avdistill.methods.initial_set import initial_synthetic
+    from avdistill.methods.real_means import CPU_CHUNK, RealSampler, encode
     from avdistill.models import get_encoders
+    from avdistill.models.pooling import AvgPool2x2
 
-    dataset = load_dataset("av-digits")
-    prep = dataset.preprocessing
-    sampler = RealSampler(dataset, real_per_class)
-    audio, frames, _ = sampler.sample(0, 0)
+    if args.preset == "avdd":
+        from generated import vggs_shaped
+
+        dataset = vggs_shaped(args.classes, args.real_per_class)
+    else:
+        from avdistill.data import load_dataset
+
+        dataset = load_dataset(args.data)
+    prep, C = dataset.preprocessing, dataset.num_classes
+    real_audio, real_frames, real_labels = RealSampler(dataset, args.real_per_class).sample(0, 0)
+    audio, frames, labels = initial_synthetic(dataset, args.syn_per_class // 4 if args.factor == 2 else args.syn_per_class,
+                                              "real", 0, args.factor)
+    syn_audio, syn_frames = expand(audio, args.factor), expand(frames, args.factor)
     augment = DSA()
-    audio, frames = augment(audio, 1), augment(frames, 1)
-    no_augment = DSA("none")  # the batch is augmented once above, so every variant encodes the same tensors
-    f_audio, f_visual = get_encoders("small", prep.audio_shape, prep.frame_shape, 0)
-    for p in (*f_audio.parameters(), *f_visual.parameters()):
+    nets = get_encoders(args.preset, prep.audio_shape, prep.frame_shape, 0)
+    for p in (*nets[0].parameters(), *nets[1].parameters()):
         p.requires_grad_(False)
 
-    def forward(a=audio, f=frames):
-        return f_audio(a), f_visual(f)
+    def with_avdd_code_pool(net):
+        net = copy.deepcopy(net)
+        for module in net.modules():
+            for name, child in module.named_children():
+                if isinstance(child, AvgPool2x2):
+                    setattr(module, name, nn.AvgPool2d(2))
+        return net
 
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        forward()
-    flops = counter.get_total_flops()
+    code_nets = tuple(with_avdd_code_pool(n) for n in nets)
+    cl_nets = tuple(copy.deepcopy(n).to(memory_format=torch.channels_last) for n in nets)
+    by_class = [torch.nonzero(real_labels == c).flatten() for c in range(C)]
+    syn_labels = labels.repeat_interleave(args.factor ** 2)
+    syn_by_class = [torch.nonzero(syn_labels == c).flatten() for c in range(C)]
 
-    def no_grad():
-        with torch.no_grad():
-            forward()
+    def real(pair, chunk, per_class=False, layout=torch.contiguous_format, bf16=False):
+        def run():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                for net, x in zip(pair, (real_audio, real_frames)):
+                    x = x.contiguous(memory_format=layout)
+                    for part in ([x[i] for i in by_class] if per_class else [x]):
+                        encode(net, augment, part, 1, chunk).float().mean(0)
+        return run
 
-    def inference():
-        with torch.inference_mode():
-            forward()
+    def syn(pair, chunk, per_class=False, layout=torch.contiguous_format, bf16=False):
+        def run():
+            a = syn_audio.detach().contiguous(memory_format=layout).requires_grad_(True)
+            f = syn_frames.detach().contiguous(memory_format=layout).requires_grad_(True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                for net, x in zip(pair, (a, f)):
+                    for part in ([x[i] for i in syn_by_class] if per_class else [x]):
+                        encode(net, augment, part, 1, chunk).float().mean(0).pow(2).sum().backward()
+        return run
 
-    audio_cl, frames_cl = audio.contiguous(memory_format=torch.channels_last), frames.contiguous(memory_format=torch.channels_last)
-
-    audio_net_cl = copy.deepcopy(f_audio).to(memory_format=torch.channels_last)
-    visual_net_cl = copy.deepcopy(f_visual).to(memory_format=torch.channels_last)
-
-    def channels_last():
-        with torch.inference_mode():
-            audio_net_cl(audio_cl), visual_net_cl(frames_cl)
-
-    def sliced():
-        with torch.inference_mode():
-            encode(f_audio, no_augment, audio, 0, CPU_CHUNK), encode(f_visual, no_augment, frames, 0, CPU_CHUNK)
-
-    variants = {"no_grad (reference code)": no_grad, "inference_mode": inference,
-                f"inference_mode, slices of {CPU_CHUNK} (avdistill's default)": sliced, "inference_mode, channels-last": channels_last}
-    return flops, {name: best_time(fn, repeats) for name, fn in variants.items()}
-
-
-def iteration_parts(real_per_class: int, repeats: int) -> dict[str, float]:
-    """Seconds of each part of one AVDD iteration at IPC 10 with the IDM factor 2 (AVDD's defaults)."""
-    import torch
-
-    from avdistill.augment import DSA
-    from avdistill.data import load_dataset
-    from avdistill.methods.avdd import avdd_loss
-    from avdistill.factor import expand, expand_labels
-    from avdistill.methods.initial_set import initial_synthetic
-    from avdistill.methods.matching import ClassMeans, RealSampler, class_means
-    from avdistill.methods.real_means import CPU_CHUNK, encode
-    from avdistill.models import get_encoders
-
-    dataset = load_dataset("av-digits")
-    prep, C = dataset.preprocessing, dataset.num_classes
-    sampler, augment = RealSampler(dataset, real_per_class), DSA()
-    audio, frames, labels = initial_synthetic(dataset, 10, "real", 0, factor=2)
-    audio.requires_grad_(True), frames.requires_grad_(True)
-    syn_labels = expand_labels(labels, 2)
-    f_audio, f_visual = get_encoders("small", prep.audio_shape, prep.frame_shape, 0)
-    real_audio, real_frames, real_labels = sampler.sample(0, 0)
-
-    def build():
-        get_encoders("small", prep.audio_shape, prep.frame_shape, 1)
-
-    def sample():
-        sampler.sample(0, 1)
-
-    def real(chunk: int):
-        with torch.no_grad():
-            class_means(encode(f_audio, augment, real_audio, 1, chunk), real_labels, C)
-            class_means(encode(f_visual, augment, real_frames, 1, chunk), real_labels, C)
-
-    means = [torch.zeros(C, 512), torch.zeros(C, 512)]
-
-    def synthetic(chunk: int):
-        sa = class_means(encode(f_audio, augment, expand(audio, 2), 1, chunk), syn_labels, C)
-        sv = class_means(encode(f_visual, augment, expand(frames, 2), 1, chunk), syn_labels, C)
-        avdd_loss(ClassMeans(*means, sa, sv), 10.0, 10.0)["total"].backward()
-
-    whole = len(real_labels) + len(syn_labels)  # a slice this size is one batch
-    parts = {"build the random encoders": (build, None), "draw the real batch": (sample, None),
-             f"real pass ({len(real_labels)} pairs)": (lambda: real(whole), lambda: real(CPU_CHUNK)),
-             f"synthetic pass, forward + backward ({len(syn_labels)} pairs)": (lambda: synthetic(whole),
-                                                                               lambda: synthetic(CPU_CHUNK))}
-    return {name: (best_time(a, repeats), best_time(b, repeats) if b else None) for name, (a, b) in parts.items()}
+    variants = {
+        "AVDD code: one batch per class, nn.AvgPool2d": ("fp32", real(code_nets, len(real_labels), True),
+                                                          syn(code_nets, len(syn_labels), True)),
+        f"avdistill before issue 18: slices of {CPU_CHUNK}, nn.AvgPool2d": ("fp32", real(code_nets, 0), syn(code_nets, 0)),
+        f"avdistill: slices of {CPU_CHUNK}, AvgPool2x2": ("fp32", real(nets, 0), syn(nets, 0)),
+        "avdistill, one batch per class": ("fp32", real(nets, len(real_labels), True), syn(nets, len(syn_labels), True)),
+        "avdistill, channels-last": ("fp32", real(cl_nets, 0, layout=torch.channels_last),
+                                     syn(cl_nets, 0, layout=torch.channels_last)),
+    }
+    if args.bf16:
+        variants["avdistill, bf16 autocast"] = ("bf16", real(nets, 0, bf16=True), syn(nets, 0, bf16=True))
+    flops = []
+    for fn in (real(nets, 0), syn(nets, 0)):
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        flops.append(counter.get_total_flops())
+    return variants, flops, (len(real_labels), len(syn_labels))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="small", choices=("small", "avdd"))
+    parser.add_argument("--data", default="av-digits")
+    parser.add_argument("--classes", type=int, default=10, help="avdd preset: classes of the generated dataset")
     parser.add_argument("--real-per-class", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
+    parser.add_argument("--syn-per-class", type=int, default=40, help="expanded synthetic pairs per class (AVDD IPC 10 "
+                                                                      "with the factor 2: 40)")
+    parser.add_argument("--factor", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the bf16 autocast variant")
+    parser.add_argument("--doc", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     import torch
 
-    load_before = os.getloadavg()
-    threads_all = torch.get_num_threads()
-    results = {}
-    for threads in sorted({1, threads_all}):
-        torch.set_num_threads(threads)
-        peak = matmul_peak(args.repeats)
-        flops, times = embedding_variants(args.real_per_class, args.repeats)
-        results[threads] = (peak, flops, times)
-        if threads == 1:
-            parts = iteration_parts(args.real_per_class, args.repeats)
-        print(threads, peak / 1e9, flops / 1e9, times, flush=True)
-
-    lines = ["# Embedding pass against the arithmetic peak", "",
-             f"Regenerate: `python benchmarks/flops.py --real-per-class {args.real_per_class} --repeats {args.repeats}`. "
-             f"One real embedding pass of DM/AVDD on AV-Digits: the `small` audio and visual encoders over "
-             f"{args.real_per_class} real pairs per class, DSA-augmented. FLOPs counted by "
-             "`torch.utils.flop_counter` (convolutions, matmuls); the peak is a 2048 x 2048 float32 matmul timed "
-             f"in the same run; best of {args.repeats}. Load average {load_before[0]:.1f} at the start "
-             f"({os.cpu_count()} cores).", ""]
-    for threads, (peak, flops, times) in results.items():
-        lines += [f"**{threads} thread{'s' if threads > 1 else ''}:** matmul peak {peak / 1e9:.1f} GFLOP/s; "
-                  f"the pass is {flops / 1e9:.2f} GFLOP.", "",
-                  "| variant | ms | GFLOP/s | of matmul peak | vs no_grad |", "|---|---|---|---|---|"]
-        base = times["no_grad (reference code)"]
-        for name, seconds in times.items():
-            lines.append(f"| {name} | {1000 * seconds:.0f} | {flops / seconds / 1e9:.1f} | "
-                         f"{100 * flops / seconds / peak:.0f}% | {base / seconds:.2f}x |")
-        lines.append("")
-    from avdistill.methods.real_means import CPU_CHUNK
-
-    total = sum(whole for whole, _ in parts.values())
-    lines += ["Where one AVDD iteration goes (IPC 10, IDM factor 2, one thread, best of "
-              f"{args.repeats}; the optimiser step itself is negligible), with every pass as one batch (as the "
-              f"reference code) and in avdistill's balanced slices of {CPU_CHUNK} samples (bit-identical result):", "",
-              "| part | one batch (ms) | share | slices (ms) | speed-up |", "|---|---|---|---|---|",
-              *(f"| {name} | {1000 * w:.0f} | {100 * w / total:.0f}% | "
-                + (f"{1000 * sl:.0f} | {w / sl:.2f}x |" if sl else "– | – |") for name, (w, sl) in parts.items()), ""]
-    best = {t: max(flops / s for s in times.values()) / peak for t, (peak, flops, times) in results.items()}
-    low, high = 100 * min(best.values()), 100 * max(best.values())
-    real = next(w for name, (w, _) in parts.items() if name.startswith("real pass"))
-    lines += ["What this says:", "",
-              f"- The real pass takes {100 * real / total:.0f}% of an iteration and reaches at best "
-              + (f"{low:.0f}%" if round(low) == round(high) else f"{low:.0f}-{high:.0f}%") + " of the matmul peak"
-              + (": small convolutions (32 channels, 3x3) on small images, instance norm and pooling keep it far "
-                 "from compute-bound." if high < 50 else "."),
-              f"- Memory, not arithmetic, is the limit: the same passes in slices of {CPU_CHUNK} samples, whose "
-              "activations stay in cache, run " + " and ".join(f"{w / sl:.1f}x faster ({name.split(' (')[0]})"
-                                                              for name, (w, sl) in parts.items() if sl) + ".",
-              "- Beyond that, speed must come from doing fewer real passes (the real statistics computed once per "
-              "draw and cached, draws cycled) and fewer iterations (see the speed section)."]
-    write_section(args.out, "flops", "\n".join(lines))
+    load_start = os.getloadavg()
+    peaks = measure_peaks(args)
+    variants, (real_flops, syn_flops), (n_real, n_syn) = passes(args)
+    times: dict[str, tuple[list, list]] = {name: ([], []) for name in variants}
+    for name, (_, real_fn, syn_fn) in variants.items():  # warm-up
+        real_fn(), syn_fn()
+    for _ in range(args.rounds):
+        for name, (_, real_fn, syn_fn) in variants.items():
+            for k, fn in enumerate((real_fn, syn_fn)):
+                start = time.perf_counter()
+                fn()
+                times[name][k].append(time.perf_counter() - start)
+        print({n: [round(min(t), 3) for t in ts] for n, ts in times.items()}, file=sys.stderr, flush=True)
+    peaks_after = measure_peaks(args)
+    peaks = {k: max(peaks[k], peaks_after[k]) for k in peaks}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    threads = torch.get_num_threads()
+    data = f"generated VGGS-10K shapes, {args.classes} classes" if args.preset == "avdd" else args.data
+    lines = [f"## Per pass against the matmul peak: `{args.preset}` encoders", "",
+             f"Regenerate: `OMP_NUM_THREADS={threads} python benchmarks/flops.py {shown_arguments()}` (commit "
+             f"{commit}; {threads} thread(s)). {data}: real forward over {n_real} pairs ({real_flops / 1e9:.2f} GFLOP), "
+             f"synthetic forward + backward over {n_syn} expanded pairs ({syn_flops / 1e9:.2f} GFLOP), DSA included. "
+             "Matmul peak (best of the runs before and after): "
+             + ", ".join(f"{k} {v / 1e9:.2f} GFLOP/s" for k, v in peaks.items())
+             + f" (fp32 2048², bf16 512²). Median of {args.rounds} interleaved rounds.", "",
+             "| variant | real forward ms | of peak | synthetic fwd+bwd ms | of peak | vs AVDD code (real / syn) |",
+             "|---|---|---|---|---|---|"]
+    base = [statistics.median(t) for t in times["AVDD code: one batch per class, nn.AvgPool2d"]]
+    for name, (precision, _, _) in variants.items():
+        r, s = (statistics.median(t) for t in times[name])
+        peak = peaks[precision]
+        lines.append(f"| {name} ({precision}) | {1000 * r:.0f} | {100 * real_flops / r / peak:.0f}% | {1000 * s:.0f} | "
+                     f"{100 * syn_flops / s / peak:.0f}% | {base[0] / r:.2f}x / {base[1] / s:.2f}x |")
+    lines += ["", f"Load average {load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on "
+                  f"{os.cpu_count()} cores (shared machine). CPU: {torch.backends.cpu.get_cpu_capability()} kernels "
+                  "(PyTorch's dispatch level)."]
+    write_section(args.doc, f"flops-{args.preset}", "\n".join(lines))
     print("\n".join(lines))
 
 

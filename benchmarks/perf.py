@@ -7,10 +7,8 @@ machine drift. Each measurement runs in its own subprocess so its peak RSS is it
   python benchmarks/perf.py                 # what `make bench` runs
   python benchmarks/perf.py --iterations 40 --eval-runs 3
 
-The reference loop reproduces how the public AVDD code spends its time: at every iteration,
-fresh encoders, and for every class separately: draw 128 real pairs of that class, augment
-and embed them, embed that class's synthetic pairs, take an optimiser step. avdistill's DM
-embeds every class's real and synthetic pairs in one batched pass and steps once per iteration.
+The reference row is DM as the public AVDD code runs it (``reference.py``); the matched-settings
+comparison of issue 18, arms interleaved, is ``matched.py``.
 """
 
 from __future__ import annotations
@@ -49,46 +47,24 @@ def measure_distill(method: str, ipc: int, iterations: int, real_per_class: int)
     avdistill.distill(dataset, method, ipc=ipc, seed=0, progress=False, **options)
     seconds = time.perf_counter() - start
     iterative = "iterations" in options
-    real = real_per_class * dataset.num_classes
+    real = sum(min(real_per_class, len(i)) for i in dataset.train.class_indices(dataset.num_classes))
     return {"seconds": seconds, "iterations_per_s": iterations / seconds if iterative else None,
             "real_samples_per_s": real * iterations / seconds if "real_per_class" in options else None}
 
 
 def measure_reference(ipc: int, iterations: int, real_per_class: int) -> dict:
-    """The AVDD-code-style loop: per-class forward passes and per-class optimiser steps."""
-    import torch
-
-    from avdistill.augment import DSA
+    """DM as the AVDD code runs it (``reference.py``: frozen encoders, per-class passes and steps)."""
+    import reference
     from avdistill.data import load_dataset
-    from avdistill.methods.initial_set import initial_synthetic
-    from avdistill.models import get_encoders
 
     dataset = load_dataset("av-digits")
-    prep = dataset.preprocessing
-    audio, frames, labels = initial_synthetic(dataset, ipc, "real", 0)
-    audio.requires_grad_(True), frames.requires_grad_(True)
-    optimizer = torch.optim.SGD([audio, frames], lr=0.2, momentum=0.5)
-    augment = DSA()
-    by_class = dataset.train.class_indices(dataset.num_classes)
+    options = {"real_per_class": real_per_class}
+    reference.run(dataset, "dm", ipc, {**options, "iterations": 1}, seed=0)  # warm-up, as the DM row
     start = time.perf_counter()
-    for it in range(-1, iterations):  # iteration -1 is the warm-up, untimed
-        if it == 0:
-            start = time.perf_counter()
-        f_audio, f_visual = get_encoders("small", prep.audio_shape, prep.frame_shape, it + 1)
-        for c, idx in enumerate(by_class):
-            pick = idx[torch.randperm(len(idx))[:real_per_class]]
-            real_audio, real_frames, _ = dataset.model_inputs(dataset.train.subset(pick))
-            seed = (it + 1) * 1000 + c
-            mine = labels == c
-            loss = ((f_audio(augment(real_audio, seed)).mean(0).detach() - f_audio(augment(audio[mine], seed)).mean(0)) ** 2).sum()
-            loss = loss + ((f_visual(augment(real_frames, seed)).mean(0).detach()
-                            - f_visual(augment(frames[mine], seed)).mean(0)) ** 2).sum()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    out = reference.run(dataset, "dm", ipc, {**options, "iterations": iterations}, seed=0)
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "iterations_per_s": iterations / seconds,
-            "real_samples_per_s": real_per_class * dataset.num_classes * iterations / seconds}
+            "real_samples_per_s": out["real_embedded"] / seconds}
 
 
 def measure_evaluate(ipc: int, runs: int) -> dict:

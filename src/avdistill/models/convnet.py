@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from avdistill.errors import ConfigError
+from avdistill.models.pooling import AvgPool2x2
 
 NORMS = ("instancenorm", "batchnorm", "none")
 
@@ -57,7 +58,7 @@ class ConvNet(nn.Module):
             padding = config.first_padding if block == 0 else 1
             layers += [nn.Conv2d(channels, config.width, 3, padding=padding), norm_layer(config.norm, config.width), nn.ReLU(inplace=True)]
             last = block == config.depth - 1
-            layers.append(nn.AdaptiveAvgPool2d(config.final_pool) if last and config.final_pool else nn.AvgPool2d(2))
+            layers.append(nn.AdaptiveAvgPool2d(config.final_pool) if last and config.final_pool else AvgPool2x2())
             channels = config.width
         self.features = nn.Sequential(*layers)
         self.features.eval()  # probe the output size without touching batch-norm running statistics

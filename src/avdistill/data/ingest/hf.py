@@ -42,9 +42,8 @@ from tqdm.auto import tqdm
 from avdistill.data.audio import mel_filterbank
 from avdistill.data.dataset import AVDataset, Preprocessing
 from avdistill.data.ingest.decode import DecodeParams, MediaError, frame_pixels, window_log_mel
-from avdistill.data.ingest.prepare import (MANIFEST_FORMAT, NORMALIZATIONS, count_table, manifest_path_for,
-                                           normalization_stats, open_work_dir, skip_table, work_dir_for,
-                                           worker_init)
+from avdistill.data.ingest.prepare import (MANIFEST_FORMAT, NORMALIZATIONS, manifest_path_for, normalization_stats,
+                                           open_work_dir, report_counts, work_dir_for, worker_init)
 from avdistill.data.ingest.sources import SPLITS, Clip, Skip, assign_splits
 from avdistill.data.storage import TensorStream, load_prepared, save_dataset_streamed
 from avdistill.errors import AVDistillError, ConfigError, DataError
@@ -400,15 +399,7 @@ def _assemble(path, out, work, results, columns, params, classes, name, offset, 
     split_of = list(torch.split(splits_all, sizes))
     counts = {s: {c: int(((splits_all == k) & (labels_all == i)).sum()) for i, c in enumerate(classes)}
               for k, s in enumerate(SPLITS)}
-    print(count_table(counts, classes, min_per_class))
-    if skipped:
-        print(f"\nskipped {len(skipped)} row{'' if len(skipped) == 1 else 's'}:\n{skip_table(skipped)}")
-    short = [c for c in classes if counts["train"][c] < min_per_class]
-    if short:
-        detail = ", ".join(f"{c!r} ({counts['train'][c]})" for c in short)
-        raise DataError(out, f"too few usable train samples (need {min_per_class}) in classes {detail}; fix or drop "
-                             f"them (--classes) or lower --min-per-class; decoded rows are kept in {work} for the "
-                             "rerun")
+    report_counts(counts, classes, min_per_class, skipped, out, work, unit="row")
     totals = {s: int((splits_all == k).sum()) for k, s in enumerate(SPLITS)}
     if totals["test"] == 0:
         raise DataError(out, "the test split is empty: give test rows or a --test-fraction above 0")

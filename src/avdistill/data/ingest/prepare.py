@@ -185,6 +185,20 @@ def skip_table(skipped: list[Skip]) -> str:
     return tabulate(rows, headers=["file", "at (s)", "label", "reason"], tablefmt="simple")
 
 
+def report_counts(counts: dict[str, dict[str, int]], classes: list[str], min_per_class: int, skipped: list[Skip],
+                  out: Path, work: Path, unit: str) -> None:
+    """Print the per-class counts and the skipped `unit`s (clips, rows); refuse classes short of train samples."""
+    print(count_table(counts, classes, min_per_class))
+    if skipped:
+        print(f"\nskipped {len(skipped)} {unit}{'' if len(skipped) == 1 else 's'}:\n{skip_table(skipped)}")
+    short = [c for c in classes if counts["train"][c] < min_per_class]
+    if short:
+        detail = ", ".join(f"{c!r} ({counts['train'][c]})" for c in short)
+        raise DataError(out, f"too few usable train samples (need {min_per_class}) in classes {detail}; fix or drop "
+                             f"them (--classes) or lower --min-per-class; decoded {unit}s are kept in {work} for the "
+                             "rerun")
+
+
 def prepare_clips(clips: list[Clip], listing_skips: list[Skip], source: dict, out: str | os.PathLike,
                   params: DecodeParams = DecodeParams(), classes: list[str] | None = None, name: str | None = None,
                   test_fraction: float = 0.2, val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0,
@@ -246,14 +260,7 @@ def prepare_clips(clips: list[Clip], listing_skips: list[Skip], source: dict, ou
     names = [s for s in ("train", "val", "test") if splits[s] is not None]
     counts = {s: {c: int((splits[s].labels == i).sum()) for i, c in enumerate(classes)} for s in names}
 
-    print(count_table(counts, classes, min_per_class))
-    if skipped:
-        print(f"\nskipped {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'}:\n{skip_table(skipped)}")
-    short = [c for c in classes if counts["train"][c] < min_per_class]
-    if short:
-        detail = ", ".join(f"{c!r} ({counts['train'][c]})" for c in short)
-        raise DataError(out, f"too few usable train samples (need {min_per_class}) in classes {detail}; fix or drop "
-                             f"them (--classes) or lower --min-per-class; decoded clips are kept in {work} for the rerun")
+    report_counts(counts, classes, min_per_class, skipped, out, work, unit="clip")
     if len(splits["test"]) == 0:
         raise DataError(out, "the test split is empty: give test clips or a --test-fraction above 0")
 
