@@ -53,7 +53,7 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args", [["--help"], ["demo", "--help"], ["evaluate", "--help"], ["prepare", "--help"],
-                                  ["distill", "--method", "dm", "--help"]])
+                                  ["distill", "--method", "dm", "--help"], ["tune", "--method", "avdd", "--help"]])
 def test_help_documents_every_option(args):
     run = subprocess.run([sys.executable, "-m", "avdistill", *args], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr

@@ -39,11 +39,15 @@ def option(default, help: str, note: str = "", **kwargs):
     return dataclasses.field(default=default, metadata={"help": help, "note": note, **kwargs})
 
 
-def redefault(config_class: type, name: str, default, note: str):
+def redefault(config_class: type, name: str, default, note: str, **metadata):
     """Option `name` of `config_class` with another default and the `note` saying where it comes from; its help
-    and bounds stay declared once, in `config_class` (a method that changes a shared option's default)."""
+    and bounds stay declared once, in `config_class` (a method that changes a shared option's default).
+    `metadata` replaces declared entries where the method differs, e.g. ``search=`` (the range ``avdistill tune``
+    samples, :mod:`avdistill.searchspace`); None removes one."""
     field = {f.name: f for f in dataclasses.fields(config_class)}[name]
-    return dataclasses.field(default=default, metadata={**field.metadata, "note": note})
+    merged = {**field.metadata, "note": note, **metadata}
+    return dataclasses.field(default=default, metadata={key: value for key, value in merged.items()
+                                                        if value is not None})
 
 
 def nested(config_class: type):
@@ -116,7 +120,7 @@ def build_config(config_class: type, overrides: dict):
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
     for name, value in overrides.items():
-        _check_type(name, value, fields[name][1])
+        check_type(name, value, fields[name][1])
     return validate(_construct(config_class, overrides))
 
 
@@ -139,7 +143,7 @@ def _construct(config_class: type, overrides: dict):
     return config_class(**kwargs)
 
 
-def _check_type(name: str, value, kind) -> None:
+def check_type(name: str, value, kind) -> None:
     """Options given through the Python API get the type checks the command line's parsing gives."""
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     ok = {int: isinstance(value, int) and not isinstance(value, bool), float: number, str: isinstance(value, str),

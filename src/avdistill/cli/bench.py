@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from avdistill.cli.common import DATA_HELP, add_verify_option, device_option
+from avdistill.cli.configfile import add_config_file_option
 from avdistill.config import (add_config_options, build_config, config_overrides, parse_assignment, parse_ints,
                               split_names)
 from avdistill.errors import ConfigError
@@ -43,12 +44,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="WAV/mp4 files per class and synthesis method in the report (default: 1)")
     p.add_argument("--no-video", action="store_true", help="WAV files only, no mp4 clips")
     p.add_argument("--griffin-lim-iters", type=int, default=32, help="Griffin-Lim iterations per clip (default: 32)")
-    p.add_argument("--out", required=True, help="output folder (reused: finished cells are skipped)")
+    p.add_argument("--out", help="output folder (reused: finished cells are skipped); required")
     p.add_argument("--report", help="folder of report.md, results and pictures (default: --out), e.g. to "
                                     "commit the report without the cache")
     p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
     p.add_argument("--device", default="cpu", type=device_option, help="torch device (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_file_option(p)
     add_verify_option(p)
     add_config_options(p, EvalConfig, "evaluation protocol", skip=("head",))
     add_config_options(p, RetrievalConfig, "retrieval protocol")
@@ -56,6 +58,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> None:
+    if not args.out:
+        raise ConfigError("avdistill bench: --out is required (on the command line or in the --config file)")
     methods = tuple(split_names(args.methods))
     ablations = tuple(split_names(args.ablations)) if args.ablations else ()
     for method in (*methods, *ablations):

@@ -8,6 +8,7 @@ import torch
 
 from avdistill.data import load_dataset
 from avdistill.errors import ConfigError
+from avdistill.methods.budgets import BUDGET_NAMES, default_budget, describe_budget
 
 DATA_HELP = ("dataset: 'av-digits' (embedded), 'av-digits-hard' (embedded, both modalities degraded: the "
              "development benchmark), a prepared .safetensors file (memory-mapped), or an AVDD .pt file "
@@ -34,6 +35,29 @@ def load_data(source: str, verify: bool = True):
     with the page cache (and between torchrun ranks), and only those a run touches are read.
     """
     return load_dataset(source, mmap=True, verify=verify)
+
+
+def add_budget_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--budget", choices=BUDGET_NAMES,
+                        help="the method's iterations and batch sizes: 'paper' (the paper's values, hours on a CPU) "
+                             "or 'cpu' (minutes); options given explicitly override it (default: paper on a GPU, "
+                             "cpu otherwise)")
+
+
+def resolve_budget(args, spec, announce: bool) -> str:
+    """The budget the run uses (the one given, or the device's default), announced with what it sets."""
+    budget = args.budget or default_budget(args.device)
+    line = describe_budget(spec, budget, args.device, chosen=args.budget is not None)
+    if line and announce:
+        print(line, flush=True)
+    return budget
+
+
+def check_data_checksum(args, dataset) -> None:
+    """A rerun from a run's synthetic.json (--config) must read the data that run read."""
+    if args.config_checksum and dataset.checksum and args.config_checksum != dataset.checksum:
+        raise ConfigError(f"{args.config}: that run read data with sha256 {args.config_checksum[:12]}..., but "
+                          f"--data {args.data} has sha256 {dataset.checksum[:12]}...; it cannot be rerun exactly")
 
 
 def add_verify_option(parser: argparse.ArgumentParser) -> None:

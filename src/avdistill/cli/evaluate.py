@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from avdistill.cli.common import DATA_HELP, add_run_options, add_verify_option, load_data
+from avdistill.cli.configfile import add_config_file_option
 from avdistill.config import add_config_options, build_config, config_overrides, split_names, validate
 from avdistill.errors import AVDistillError
 from avdistill.evaluation import EvalConfig, RetrievalConfig, RetrievalResult, check_compatible
@@ -44,6 +45,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-accuracy", action="store_true", help="skip the accuracy table (with --retrieval)")
     p.add_argument("--json", help="also write all numbers, configs and versions to this JSON file")
     p.add_argument("--csv", help="also write one row per run and metric to this CSV file")
+    add_config_file_option(p)
     add_run_options(p)
     add_verify_option(p)
     add_config_options(p, EvalConfig, "evaluation protocol")

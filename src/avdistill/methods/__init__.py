@@ -16,15 +16,22 @@ from avdistill.errors import ConfigError, DataError
 from avdistill.files import check_output_dir, versions
 from avdistill.methods import avdd, avmmd, davdd, dm, herding, kcenter, mtt, random  # noqa: F401  (registers the methods)
 from avdistill.methods.base import METHODS, MethodSpec, RunContext, fingerprint, get_method, make_config
+from avdistill.methods.budgets import budget_options
 from avdistill.methods.loop import finish
 from avdistill.methods.synthesis import starting_set
+from avdistill.methods.watch import Watch
 from avdistill.run_folder import RunFolder
 from avdistill.synthetic import SyntheticSet
 
 
 def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0, out: str | Path | None = None,
-            device: str = "cpu", progress: bool = True, **options) -> SyntheticSet:
+            device: str = "cpu", progress: bool = True, budget: str | None = None, watch: Watch | None = None,
+            **options) -> SyntheticSet:
     """Distil `dataset` into `ipc` pairs per class with `method`.
+
+    `budget` ('paper' or 'cpu', :mod:`avdistill.methods.budgets`) sets the method's iterations and
+    batch sizes (None: the config's defaults); `options` override it. `watch` (:mod:`avdistill.methods.watch`)
+    sees the optimisation loop: a time limit there stops the run at a checkpoint and the set records it.
 
     With `out` (a folder), the run checkpoints there, logs every loss term to ``losses.jsonl``,
     resumes if interrupted, and writes ``synthetic.safetensors`` + ``synthetic.json``.
@@ -38,13 +45,15 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
     if ipc < 1:
         raise ConfigError(f"ipc must be >= 1, got {ipc}")
     spec = get_method(method)
-    config = make_config(spec, options)
+    config = make_config(spec, {**budget_options(spec, budget), **options})
     counts = torch.bincount(dataset.train.labels, minlength=dataset.num_classes)
     if (counts == 0).any():  # every method needs real pairs of every class (noise init would hide it)
         empty = ", ".join(repr(dataset.classes[c]) for c in torch.nonzero(counts == 0).flatten().tolist())
         raise DataError(dataset.source_path or dataset.name, f"classes without training pairs: {empty}")
     folder = RunFolder(check_output_dir(out)) if out is not None else None
     processes = distributed.world_size()
+    if processes > 1 and watch is not None and watch.time_limit is not None:
+        raise ConfigError("a time budget cannot stop the processes of a torchrun run alike; run without it")
     if processes > 1:  # checked before the processes join, so all of them stop alike
         if not spec.by_class:
             splits = ", ".join(sorted(name for name, s in METHODS.items() if s.by_class))
@@ -53,7 +62,7 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
         distributed.class_partition(dataset.num_classes, processes)  # refuses more processes than classes
     group = distributed.join(device)
     run = RunContext(seed=seed, device=group.device, folder=folder, progress=progress and group.leader,
-                     fingerprint=fingerprint(method, ipc, config, seed, dataset, group), group=group)
+                     fingerprint=fingerprint(method, ipc, config, seed, dataset, group), group=group, watch=watch)
     start = time.perf_counter()
     with cache_ledger() as ledger:
         audio, frames, labels = spec.run(dataset, ipc, config, run)
@@ -62,6 +71,7 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
         "ipc": ipc,
         "seed": seed,
         "config": flat_dict(config),
+        "budget": budget,
         "device": group.device,
         "world_size": group.world_size,
         "wall_seconds": round(time.perf_counter() - start, 3),
@@ -70,6 +80,9 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
         "versions": versions(),
         "code_sha256": code_digest("."),
     }
+    stopped = watch.record() if watch is not None else None
+    if stopped:
+        meta["stopped"] = stopped
     # A synthesis method may choose its IDM factor per IPC (factor_for); the set records the one it used.
     factor = config.factor_for(ipc, dataset) if spec.kind == "synthesis" else getattr(config, "factor", 1)
     syn = SyntheticSet(audio, frames, labels, list(dataset.classes), dataset.preprocessing, meta, factor=factor)
@@ -77,6 +90,8 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
         if group.leader:
             syn.save(folder.synthetic)
         group.barrier()  # every process keeps its checkpoint until the set is safely written
+        if stopped:  # the checkpoint stays: a rerun with the same --out continues from it
+            return syn
         finish(folder, group)
     return syn
 

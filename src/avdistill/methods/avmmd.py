@@ -198,9 +198,13 @@ def avmmd_loss(e: Embeddings, num_classes: int, lam: dict[str, float], kernel: s
     return {"total": sum(lam[name] * terms[name] for name in terms), **terms}
 
 
+# AVDD's preset, and the CPU budget set like AVDD's (the same loop and real batch; not measured for AV-MMD).
+BUDGETS = {"paper": {"iterations": 5000, "real_per_class": 128}, "cpu": {"iterations": 100, "real_per_class": 64}}
+
+
 @register_method("avmmd", AVMMDConfig, "AV-MMD: per-class MMD of joint audio-visual embeddings + DM, "
                                        "herding init, IDM factor chosen per IPC", kind="synthesis", by_class=True,
-                 ablations=ABLATIONS, validate=check_terms)
+                 ablations=ABLATIONS, budgets=BUDGETS, validate=check_terms)
 def distill_avmmd(dataset, ipc: int, cfg: AVMMDConfig, run: RunContext):
     lam = weights(cfg)
     scales = parse_scales(cfg.bandwidths)

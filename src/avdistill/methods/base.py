@@ -21,6 +21,7 @@ from avdistill.config import build_config, flat_dict
 from avdistill.data.dataset import AVDataset
 from avdistill.distributed import Group
 from avdistill.errors import ConfigError
+from avdistill.methods.watch import Watch
 from avdistill.run_folder import RunFolder
 
 KINDS = ("coreset", "synthesis")
@@ -28,8 +29,8 @@ KINDS = ("coreset", "synthesis")
 
 @dataclass
 class RunContext:
-    """Where and how a method runs: its seed, device, run folder (checkpoints, logs), progress bars and
-    process group (one process unless launched by torchrun)."""
+    """Where and how a method runs: its seed, device, run folder (checkpoints, logs), progress bars,
+    process group (one process unless launched by torchrun) and what watches its loop (time limit, checks)."""
 
     seed: int = 0
     device: str = "cpu"
@@ -37,11 +38,13 @@ class RunContext:
     progress: bool = True
     fingerprint: str = ""
     group: Group = Group()
+    watch: Watch | None = None
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A registered method. `ablations`: row label -> option overrides (``bench --ablations``); `validate`:
+    """A registered method. `ablations`: row label -> option overrides (``bench --ablations``); `budgets`:
+    budget name -> option overrides (``--budget``, :mod:`avdistill.methods.budgets`); `validate`:
     checks across options, raising ConfigError; `by_class`: the loss is a sum over classes, each touching
     only its class's synthetic rows, so processes can split the classes."""
 
@@ -52,6 +55,7 @@ class MethodSpec:
     kind: str
     by_class: bool = False
     ablations: dict[str, dict] = field(default_factory=dict)
+    budgets: dict[str, dict] = field(default_factory=dict)
     validate: Callable[[object], None] | None = None
 
 
@@ -59,12 +63,14 @@ METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(name: str, config_class: type, summary: str, kind: str, by_class: bool = False,
-                    ablations: dict[str, dict] | None = None, validate: Callable[[object], None] | None = None):
+                    ablations: dict[str, dict] | None = None, budgets: dict[str, dict] | None = None,
+                    validate: Callable[[object], None] | None = None):
     if kind not in KINDS:
         raise TypeError(f"method {name}: kind must be one of {KINDS}, got {kind!r}")
 
     def wrap(fn):
-        METHODS[name] = MethodSpec(name, fn, config_class, summary, kind, by_class, dict(ablations or {}), validate)
+        METHODS[name] = MethodSpec(name, fn, config_class, summary, kind, by_class, dict(ablations or {}),
+                                   dict(budgets or {}), validate)
         return fn
     return wrap
 

@@ -51,6 +51,7 @@ from avdistill.methods.bank import Bank, BankConfig, BankEntry, load_or_train_ba
 from avdistill.methods.base import RunContext, register_method
 from avdistill.methods.matching import (Embeddings, MatchingConfig, MeanMatcher, class_means, distill_matching,
                                         mean_matching_loss)
+from avdistill.searchspace import log_uniform, one_of, uniform
 from avdistill.seeding import generator
 
 TERMS = ("private", "cim", "sample", "dist")
@@ -60,18 +61,26 @@ TERMS = ("private", "cim", "sample", "dist")
 class DAVDDConfig(MatchingConfig):
     iterations: int = redefault(MatchingConfig, "iterations", 5000, "AVDD's preset: 5000")
     real_per_class: int = redefault(MatchingConfig, "real_per_class", 128, "AVDD's preset: 128")
-    lr_audio: float = redefault(MatchingConfig, "lr_audio", 8.0, "calibrated to AVDD's step size")
-    lr_frames: float = redefault(MatchingConfig, "lr_frames", 8.0, "calibrated to AVDD's step size")
-    init: str = redefault(MatchingConfig, "init", "herding", "as AVDD")
+    lr_audio: float = redefault(MatchingConfig, "lr_audio", 8.0, "calibrated to AVDD's step size",
+                                search=log_uniform(0.5, 50))
+    lr_frames: float = redefault(MatchingConfig, "lr_frames", 8.0, "calibrated to AVDD's step size",
+                                 search=log_uniform(0.5, 50))
+    init: str = redefault(MatchingConfig, "init", "herding", "as AVDD", search=one_of("herding", "real"))
     factor: int = redefault(MatchingConfig, "factor", 2, "as AVDD")
     bank: BankConfig = nested(BankConfig)
     bank_dir: str = option("", "bank cache folder ('': $XDG_CACHE_HOME or ~/.cache, then avdistill/davdd-banks)")
-    lam_private: float = option(1.0, "weight of per-modality private-part matching (0: off)")
-    lam_cim: float = option(1.0, "weight of Common Intermodal Matching (0: off)")
-    lam_sample: float = option(1.0, "weight of sample-level pair alignment of common parts (0: off)")
-    lam_dist: float = option(1.0, "weight of distribution-level matching to EMA prototypes (0: off)")
+    lam_private: float = option(1.0, "weight of per-modality private-part matching (0: off)", search=uniform(0, 3))
+    lam_cim: float = option(1.0, "weight of Common Intermodal Matching (0: off)", search=uniform(0, 3))
+    lam_sample: float = option(1.0, "weight of sample-level pair alignment of common parts (0: off)",
+                               search=uniform(0, 3))
+    lam_dist: float = option(1.0, "weight of distribution-level matching to EMA prototypes (0: off)",
+                             search=uniform(0, 3))
     ema_momentum: float = option(0.9, "momentum m of the EMA prototypes: P <- m P + (1 - m) batch mean",
                                  minimum=0, below=1)
+
+
+# AVDD's preset, and the CPU budget set like AVDD's (the same loop and real batch; not measured for DAVDD).
+BUDGETS = {"paper": {"iterations": 5000, "real_per_class": 128}, "cpu": {"iterations": 100, "real_per_class": 64}}
 
 
 def weights(cfg: DAVDDConfig) -> dict[str, float]:
@@ -190,7 +199,7 @@ def prepare_bank(dataset, cfg: DAVDDConfig, device: str = "cpu", progress: bool 
 
 @register_method("davdd", DAVDDConfig, "DAVDD (reconstruction): pretrained + decoupler banks, private matching, "
                                        "common intermodal matching, sample/distribution alignment",
-                 kind="synthesis", by_class=True, validate=check_terms)
+                 kind="synthesis", by_class=True, budgets=BUDGETS, validate=check_terms)
 def distill_davdd(dataset, ipc: int, cfg: DAVDDConfig, run: RunContext):
     bank = prepare_bank(dataset, cfg, run.device, run.progress)
     lam = weights(cfg)

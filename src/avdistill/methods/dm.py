@@ -34,7 +34,12 @@ def dm_loss(m: ClassMeans) -> dict:
     return {"total": dm_audio + dm_visual, "dm_audio": dm_audio, "dm_visual": dm_visual}
 
 
+# Budgets (`--budget`, :mod:`avdistill.methods.budgets`): DM's paper (20000 iterations, 256 real pairs per class)
+# and the CPU budget, DM's earlier CPU defaults (docs/TUNING.md).
+BUDGETS = {"paper": {"iterations": 20000, "real_per_class": 256}, "cpu": {"iterations": 300, "real_per_class": 64}}
+
+
 @register_method("dm", DMConfig, "Distribution Matching: per-class mean embeddings under random encoders",
-                 kind="synthesis", by_class=True)
+                 kind="synthesis", by_class=True, budgets=BUDGETS)
 def distill_dm(dataset, ipc: int, cfg: DMConfig, run: RunContext):
     return distill_class_means(dataset, ipc, cfg, run, dm_loss, "dm")

@@ -34,6 +34,7 @@ from avdistill.data.storage import tensor_digests, verify_digests
 from avdistill.distributed import Group
 from avdistill.errors import ConfigError, DataError
 from avdistill.files import atomic_path
+from avdistill.methods.watch import Watch
 from avdistill.run_folder import RunFolder
 
 LossTerms = Callable[[int, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
@@ -44,13 +45,14 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
                        folder: RunFolder | None = None, checkpoint_every: int = 50, progress: bool = True,
                        desc: str = "distill", extra: dict[str, tuple[torch.Tensor, float]] | None = None,
                        state: dict[str, torch.Tensor] | None = None, parts: int = 1,
-                       group: Group = Group()) -> tuple[torch.Tensor, torch.Tensor]:
+                       group: Group = Group(), watch: Watch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise the method's loss over the synthetic audio and frames; return the final tensors.
 
     `extra` maps a name to (leaf tensor, learning rate): tensors the method's loss reads (through
     its closure) and the loop optimises in place alongside the synthetic set. `state` maps a name to
     a tensor the method changes across iterations (not optimised), checkpointed and restored in place.
     `parts` > 1: that many steps per iteration, ``loss_terms(iteration, audio, frames, part)`` each (module docstring).
+    `watch` (:mod:`avdistill.methods.watch`) sees every iteration and may stop the run at a checkpoint.
     """
     audio = audio.detach().clone().requires_grad_(True)
     frames = frames.detach().clone().requires_grad_(True)
@@ -93,10 +95,13 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
             if log:
                 log.write(json.dumps({"iteration": iteration, **values}) + "\n")
             done = iteration + 1
+            stop = watch is not None and watch.after(done, iterations, checkpoint_every, audio.detach(), frames.detach())
             if folder is not None and (done % checkpoint_every == 0) and done < iterations:
                 if log:
                     log.flush()
                 _save_checkpoint(checkpoint, fingerprint, done, learnable, optimizer, state)
+            if stop:
+                break
     finally:
         if log:
             log.close()

@@ -47,7 +47,6 @@ class MatchingConfig(SynthesisConfig):
                            f"{CPU_CHUNK} on a CPU, where small slices stay in cache, the whole batch on a GPU)",
                         minimum=0, check=check_chunk)
 
-
 @dataclass
 class MeanMatchingConfig(MatchingConfig):
     """Options of the methods whose loss reads only class means under random encoders (DM, AVDD):
@@ -211,6 +210,6 @@ def distill_matching(dataset: AVDataset, ipc: int, cfg: MatchingConfig, run: Run
         audio[mine].to(run.device), frames[mine].to(run.device), lambda it, a, f, *part: step(matcher, it, a, f, *part),
         iterations=cfg.iterations, lr_audio=cfg.lr_audio, lr_frames=cfg.lr_frames, momentum=cfg.momentum,
         fingerprint=run.fingerprint, folder=run.folder, checkpoint_every=cfg.checkpoint_every,
-        progress=run.progress, desc=f"{name} ipc={ipc}", state=state, parts=parts, group=group)
+        progress=run.progress, desc=f"{name} ipc={ipc}", state=state, parts=parts, group=group, watch=run.watch)
     C = dataset.num_classes
     return group.gather_classes(audio, C).cpu(), group.gather_classes(frames, C).cpu(), labels

@@ -44,32 +44,46 @@ from avdistill.methods.loop import optimise_synthetic
 from avdistill.methods.synthesis import SynthesisConfig, starting_set
 from avdistill.methods.trajectories import AVNetwork, ExpertTraining, ParameterLayout, build_network, expert_trajectories
 from avdistill.models.heads import HEADS
+from avdistill.searchspace import SearchRange, log_uniform
 from avdistill.seeding import derive_seed, generator
 
 
 @dataclass
 class MTTConfig(SynthesisConfig):
     iterations: int = redefault(SynthesisConfig, "iterations", 100, "MTT: 5000; a CPU budget here")
-    lr_audio: float = redefault(SynthesisConfig, "lr_audio", 1000.0, "MTT CIFAR-10: 1000")
-    lr_frames: float = redefault(SynthesisConfig, "lr_frames", 1000.0, "MTT CIFAR-10: 1000")
-    momentum: float = redefault(SynthesisConfig, "momentum", 0.5, "MTT: 0.5, also on the learnt step size")
+    lr_audio: float = redefault(SynthesisConfig, "lr_audio", 1000.0, "MTT CIFAR-10: 1000",
+                                search=log_uniform(30, 30000))
+    lr_frames: float = redefault(SynthesisConfig, "lr_frames", 1000.0, "MTT CIFAR-10: 1000",
+                                 search=log_uniform(30, 30000))
+    momentum: float = redefault(SynthesisConfig, "momentum", 0.5, "MTT: 0.5, also on the learnt step size",
+                                search=None)
     init: str = redefault(SynthesisConfig, "init", "real", "MTT: real")
+    factor: int = redefault(SynthesisConfig, "factor", 1, "off, as MTT", search=None)
     encoder: str = redefault(SynthesisConfig, "encoder", "small", "of the experts and the student; no batch norm")
     augment: str = redefault(SynthesisConfig, "augment", DEFAULT_STRATEGY, "experts and student")
-    syn_steps: int = option(10, "N: student steps on synthetic data per iteration (MTT: 30-50)", minimum=1)
+    syn_steps: int = option(10, "N: student steps on synthetic data per iteration (MTT: 30-50)", minimum=1,
+                            search=SearchRange(5, 20))
     expert_epochs: int = option(2, "M: the student is matched to the expert M epochs after its start (MTT: 2)",
                                 minimum=1)
     max_start_epoch: int = option(4, "start epochs are drawn uniformly from [0, this) (MTT: 20)", minimum=1)
     batch_syn: int = option(32, "synthetic pairs per student step (0: the whole synthetic set; MTT: all, or fewer at "
                                 "large IPC)")
-    lr_lr: float = option(1e-5, "SGD learning rate on the learnable student step size (MTT: 1e-5)", minimum=0)
-    syn_lr_init: float = option(0.01, "initial student step size (MTT: the experts' lr)", above=0)
+    lr_lr: float = option(1e-5, "SGD learning rate on the learnable student step size (MTT: 1e-5)", minimum=0,
+                          search=log_uniform(1e-7, 1e-3))
+    syn_lr_init: float = option(0.01, "initial student step size (MTT: the experts' lr)", above=0,
+                                search=log_uniform(1e-3, 0.1))
     num_experts: int = option(5, "expert trajectories trained on the real training split (MTT: 100)", minimum=1)
     experts: ExpertTraining = nested(ExpertTraining)
     expert_dir: str = option("", "expert cache folder (default: $XDG_CACHE_HOME/avdistill/mtt-experts or "
                                  "~/.cache/...)")
     head: str = option("ensemble", "fusion head of the experts and the student: concat, sum, attention or ensemble",
                        choices=tuple(HEADS), what="head")
+
+
+# MTT's CIFAR-10 budget, and the CPU one (the defaults above).
+BUDGETS = {"paper": {"iterations": 5000, "syn_steps": 30, "max_start_epoch": 20, "num_experts": 100,
+                     "expert_train_epochs": 50},
+           "cpu": {"iterations": 100, "syn_steps": 10, "max_start_epoch": 4, "num_experts": 5, "expert_train_epochs": 8}}
 
 
 def check_epochs(cfg: MTTConfig) -> None:
@@ -130,7 +144,7 @@ class TrajectoryMatcher:
 
 
 @register_method("mtt", MTTConfig, "MTT: match N student steps on synthetic data to M epochs of expert trajectories",
-                 kind="synthesis", validate=check_epochs)
+                 kind="synthesis", budgets=BUDGETS, validate=check_epochs)
 def distill_mtt(dataset: AVDataset, ipc: int, cfg: MTTConfig, run: RunContext):
     network = build_network(dataset, cfg.encoder, cfg.head, 0)  # the architecture; weights come from the experts
     audio, frames, labels = starting_set(dataset, ipc, cfg, run.seed, run.progress)
@@ -144,5 +158,5 @@ def distill_mtt(dataset: AVDataset, ipc: int, cfg: MTTConfig, run: RunContext):
         audio.to(run.device), frames.to(run.device), lambda it, a, f: matcher(it, a, f, syn_lr),
         iterations=cfg.iterations, lr_audio=cfg.lr_audio, lr_frames=cfg.lr_frames, momentum=cfg.momentum,
         fingerprint=run.fingerprint, folder=run.folder, checkpoint_every=cfg.checkpoint_every,
-        progress=run.progress, desc=f"mtt ipc={ipc}", extra={"syn_lr": (syn_lr, cfg.lr_lr)})
+        progress=run.progress, desc=f"mtt ipc={ipc}", extra={"syn_lr": (syn_lr, cfg.lr_lr)}, watch=run.watch)
     return audio.cpu(), frames.cpu(), labels

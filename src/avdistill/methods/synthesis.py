@@ -18,21 +18,25 @@ from avdistill.data.dataset import AVDataset
 from avdistill.factor import MAX_FACTOR
 from avdistill.methods.initial_set import INITS, HerdingInit, initial_synthetic
 from avdistill.models import PRESETS
+from avdistill.searchspace import log_uniform, one_of, uniform
 
 
 @dataclass
 class SynthesisConfig:
-    """Options every synthesis method has; defaults are DM's for AV-Digits on a CPU."""
+    """Options every synthesis method has; defaults and search ranges (``avdistill tune``) are DM's for AV-Digits
+    on a CPU."""
 
     iterations: int = option(300, "optimisation steps", "the DM paper uses 20000; 300 suffices for AV-Digits on CPU",
                              minimum=1)
-    lr_audio: float = option(1.0, "SGD learning rate on the synthetic spectrograms", "DM: 1.0", above=0)
-    lr_frames: float = option(1.0, "SGD learning rate on the synthetic frames", "DM: 1.0", above=0)
-    momentum: float = option(0.5, "SGD momentum", "DM: 0.5", minimum=0, below=1)
+    lr_audio: float = option(1.0, "SGD learning rate on the synthetic spectrograms", "DM: 1.0", above=0,
+                             search=log_uniform(0.05, 20))
+    lr_frames: float = option(1.0, "SGD learning rate on the synthetic frames", "DM: 1.0", above=0,
+                              search=log_uniform(0.05, 20))
+    momentum: float = option(0.5, "SGD momentum", "DM: 0.5", minimum=0, below=1, search=uniform(0, 0.9))
     init: str = option("real", "initial synthetic set: 'real' (random real pairs), 'herding' or 'noise' (Gaussian)",
-                       choices=INITS)
+                       choices=INITS, search=one_of("real", "herding"))
     factor: int = option(1, "IDM factor: each stored sample holds factor x factor downscaled samples (1: off)",
-                         minimum=1, maximum=MAX_FACTOR)
+                         minimum=1, maximum=MAX_FACTOR, search=one_of(1, 2))
     herding: HerdingInit = nested(HerdingInit)
     encoder: str = option("small", "encoder preset: 'small' (CPU, small inputs) or 'avdd' (the paper's ConvNets)",
                           choices=tuple(PRESETS), what="encoder preset")

@@ -18,7 +18,8 @@ from avdistill.seeding import generator
 from avdistill.synthetic import SyntheticSet
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display)."""
     import matplotlib  # heavy (about a second): imported when a picture is drawn, not by every command
 
     matplotlib.use("Agg")
@@ -39,10 +40,11 @@ def _columns(syn: SyntheticSet, c: int, per_class: int) -> list[int]:
     return [int(i) for i in (syn.labels == c).nonzero().flatten()[:per_class]]
 
 
-def _save(fig, path: str | Path, dpi: int = 110) -> Path:
+def save_png(fig, path: str | Path, dpi: int = 110) -> Path:
+    """`fig` written to `path` as PNG (whole or not at all), then closed."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return Path(path)
 
 
@@ -66,7 +68,7 @@ def _block_axes(plt, n_rows: int, cols: list[int], cell: tuple[float, float], ma
 
 def frame_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per_class: int = 10) -> Path:
     """Rows = classes (named), column blocks = the given sets (e.g. before | after)."""
-    plt = _pyplot()
+    plt = pyplot()
     classes = sets[0][1].classes
     cols = [min(per_class, max(len(_columns(s, c, per_class)) for c in range(len(classes)))) for _, s in sets]
     fig, blocks = _block_axes(plt, len(classes), cols, (0.9, 0.9), (1.0, 0.6))
@@ -83,14 +85,14 @@ def frame_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per_class
                     ax.set_ylabel(name, rotation=0, ha="right", va="center")
         axes[0, 0].set_title(title, loc="left", fontsize=10)
     fig.suptitle("frames: one row per class", y=1 - 0.1 / fig.get_figheight())
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def spectrogram_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per_class: int = 3) -> Path:
     """Log-mel spectrograms with time (s) and frequency (Hz, mel-spaced) axes; rows = classes."""
     import librosa  # heavy (numba, scipy): imported when a spectrogram is drawn, not by every command
 
-    plt = _pyplot()
+    plt = pyplot()
     syn0 = sets[0][1]
     classes, mel = syn0.classes, syn0.preprocessing.mel
     seconds = mel.clip_samples / mel.sample_rate
@@ -124,7 +126,7 @@ def spectrogram_grid(sets: list[tuple[str, SyntheticSet]], path: str | Path, per
     # One title line: a second one would run into the set titles below it.
     packed = f"; IDM factor {factor}: each picture packs {factor}x{factor} downscaled clips" if factor > 1 else ""
     fig.suptitle(f"log-mel spectrograms, one row per class{packed}", y=1 - 0.1 / fig.get_figheight())
-    return _save(fig, path, dpi=90)  # noise-like pictures compress badly: keep the file small
+    return save_png(fig, path, dpi=90)  # noise-like pictures compress badly: keep the file small
 
 
 def loss_curves(log_path: str | Path, path: str | Path, title: str = "distillation loss terms") -> Path:
@@ -133,7 +135,7 @@ def loss_curves(log_path: str | Path, path: str | Path, title: str = "distillati
     Each iteration draws fresh random encoders, so the raw curve is noisy: it is drawn faint,
     with a moving average (window: a tenth of the run) on top.
     """
-    plt = _pyplot()
+    plt = pyplot()
     records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
     iterations = np.array([r["iteration"] for r in records])
     window = max(1, len(records) // 10)
@@ -150,7 +152,7 @@ def loss_curves(log_path: str | Path, path: str | Path, title: str = "distillati
     ax.set_title(f"{title} (faint: raw; bold: mean of {window})" if window > 1 else title, fontsize=10)
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 @torch.no_grad()
@@ -162,7 +164,7 @@ def embedding_plot(dataset, syn: SyntheticSet, path: str | Path, encoder: str = 
     means (circle: real, cross: synthetic): a cross on its circle is what distribution matching
     aims for. The projection is fit on the real points only.
     """
-    plt = _pyplot()
+    plt = pyplot()
     prep = dataset.preprocessing
     f_audio, f_visual = get_encoders(encoder, prep.audio_shape, prep.frame_shape, seed)
     g = generator(seed, "real_batch", 0)
@@ -201,4 +203,4 @@ def embedding_plot(dataset, syn: SyntheticSet, path: str | Path, encoder: str = 
                            markersize=12, label="synthetic")]
     fig.legend(handles=handles, loc="center right", fontsize=8)
     fig.subplots_adjust(right=0.85)
-    return _save(fig, path)
+    return save_png(fig, path)
