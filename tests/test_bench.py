@@ -32,7 +32,9 @@ def test_bench_grid_report_and_cache(tiny_dataset_file, tmp_path, capsys, monkey
     times = report.split("## Distillation time")[1].splitlines()
     cols = {line.split("|")[1].strip(): [x.strip() for x in line.split("|")[2:-1]] for line in times
             if line.startswith("| ")}
-    assert cols["set"] == ["wall (s)", "without caches (s)", "real means (s)", "cold (s)", "reused from the cache"]
+    assert cols["set"] == ["wall (s)", "without caches (s)", "real means (s)", "cold (s)", "reused from the cache",
+                           "peak memory (MiB)"]
+    assert float(cols["dm IPC 2"][5].split()[0]) > 50  # each set's own peak resident memory, in MiB
     assert cols["dm IPC 1"][4] == "–" and cols["dm IPC 2"][4] == "real means"
     assert cols["dm IPC 1"][2] == cols["dm IPC 2"][2] != "–" and cols["random IPC 1"][2] == "–"
     assert "Code: commit " in report

@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 
 from avdistill.errors import ConfigError, DataError
 from avdistill.factor import cell_bounds, expand, expand_labels, pack
+from avdistill.methods import distill
 from avdistill.methods.initial_set import initial_synthetic, pick_real
 from avdistill.synthetic import SyntheticSet, load_synthetic
 
@@ -89,3 +90,17 @@ def test_files_without_factor_load_as_factor_one_and_bad_factors_are_refused(tin
     write_old_style(tmp_path / "bad.safetensors", {**header, "factor": 99})
     with pytest.raises(DataError, match="factor 99"):
         load_synthetic(tmp_path / "bad.safetensors")
+
+
+def test_a_factor_that_cannot_pack_the_classes_shrinks_to_one_that_can(tiny_dataset):
+    """12 training pairs per class: factor 2 packs IPC 3 (12 pairs) but not IPC 4 (16), which runs at factor 1
+    and says so in the set, keeping the option as given."""
+    fits = distill(tiny_dataset, "avdd", ipc=3, seed=0, progress=False, iterations=1, init="real", factor=2,
+                   real_per_class=4)
+    shrunk = distill(tiny_dataset, "avdd", ipc=4, seed=0, progress=False, iterations=1, init="real", factor=2,
+                     real_per_class=4)
+    assert fits.factor == 2 and len(fits.training_pairs()[2]) == 4 * 3 * 4
+    assert shrunk.factor == 1 and len(shrunk.training_pairs()[2]) == 4 * 4
+    assert shrunk.meta["config"]["factor"] == 2
+    with pytest.raises(ConfigError, match="fewer than ipc=13"):  # more than a class holds even at factor 1
+        distill(tiny_dataset, "avdd", ipc=13, seed=0, progress=False, iterations=1, init="real", factor=2)

@@ -11,7 +11,7 @@ import avdistill
 SRC = Path(avdistill.__file__).parent
 # Bottom to top: a module may import only from its own layer or the layers before it.
 LAYERS = ["version", "errors", "config", "searchspace", "seeding", "spread", "files", "run_folder", "factor", "data",
-          "models", "augment", "synthetic", "cache", "training", "distributed", "methods", "evaluation", "reporting",
+          "models", "augment", "synthetic", "cache", "memory", "training", "distributed", "methods", "evaluation", "reporting",
           "grid", "tuning", "demo", "cli", "__init__", "__main__"]
 
 

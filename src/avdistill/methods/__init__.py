@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from avdistill import distributed
 from avdistill.cache import cache_ledger, code_digest
@@ -14,6 +15,7 @@ from avdistill.config import flat_dict
 from avdistill.data.dataset import AVDataset
 from avdistill.errors import ConfigError, DataError
 from avdistill.files import check_output_dir, versions
+from avdistill.memory import peak_memory
 from avdistill.methods import avdd, avmmd, davdd, dm, herding, kcenter, mtt, random  # noqa: F401  (registers the methods)
 from avdistill.methods.base import METHODS, MethodSpec, RunContext, fingerprint, get_method, make_config
 from avdistill.methods.budgets import budget_options
@@ -63,9 +65,16 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
     group = distributed.join(device)
     run = RunContext(seed=seed, device=group.device, folder=folder, progress=progress and group.leader,
                      fingerprint=fingerprint(method, ipc, config, seed, dataset, group), group=group, watch=watch)
+    # A synthesis method runs with the IDM factor it can use at this IPC (factor_for: --factor, shrunk where
+    # a class holds too few real pairs to pack); synthetic.json keeps the options as given and the factor used.
+    factor = config.factor_for(ipc, dataset) if spec.kind == "synthesis" else getattr(config, "factor", 1)
+    if spec.kind == "synthesis" and factor != config.factor and config.factor > 1 and run.progress:
+        tqdm.write(f"{method}: factor {config.factor} at IPC {ipc} needs {ipc * config.factor ** 2} training pairs "
+                   f"per class, the smallest class has fewer: using factor {factor}")
+    run_config = dataclasses.replace(config, factor=factor) if spec.kind == "synthesis" else config
     start = time.perf_counter()
-    with cache_ledger() as ledger:
-        audio, frames, labels = spec.run(dataset, ipc, config, run)
+    with cache_ledger() as ledger, peak_memory(group.device) as memory:
+        audio, frames, labels = spec.run(dataset, ipc, run_config, run)
     meta = {
         "method": method,
         "ipc": ipc,
@@ -76,6 +85,7 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
         "world_size": group.world_size,
         "wall_seconds": round(time.perf_counter() - start, 3),
         "cache_seconds": ledger.summary(),  # filled in this run / reused from earlier ones, per cache kind
+        "peak_memory_mib": memory,
         "source": {"name": dataset.name, "path": dataset.source_path, "sha256": dataset.checksum},
         "versions": versions(),
         "code_sha256": code_digest("."),
@@ -83,8 +93,6 @@ def distill(dataset: AVDataset, method: str = "dm", ipc: int = 10, seed: int = 0
     stopped = watch.record() if watch is not None else None
     if stopped:
         meta["stopped"] = stopped
-    # A synthesis method may choose its IDM factor per IPC (factor_for); the set records the one it used.
-    factor = config.factor_for(ipc, dataset) if spec.kind == "synthesis" else getattr(config, "factor", 1)
     syn = SyntheticSet(audio, frames, labels, list(dataset.classes), dataset.preprocessing, meta, factor=factor)
     if folder is not None:
         if group.leader:

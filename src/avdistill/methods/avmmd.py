@@ -49,6 +49,7 @@ from avdistill.factor import MAX_FACTOR
 from avdistill.methods.base import RunContext, register_method
 from avdistill.methods.matching import Embeddings, MatchingConfig, MeanMatcher, distill_matching
 from avdistill.methods.real_means import random_encoders
+from avdistill.methods.synthesis import fitting_factor
 
 KERNELS = ("joint", "marginal")
 TERMS = ("mean", "mmd", "cov")
@@ -90,9 +91,8 @@ class AVMMDConfig(MatchingConfig):
         """The IDM factor of a run at `ipc`: --factor, or with 0 the automatic choice: 2 from --factor-from-ipc
         on if every class has the 4 x IPC training pairs the packed initialisation takes, else 1."""
         if self.factor:
-            return self.factor
-        smallest = int(torch.bincount(dataset.train.labels, minlength=dataset.num_classes).min())
-        return 2 if ipc >= self.factor_from_ipc and smallest >= 4 * ipc else 1
+            return super().factor_for(ipc, dataset)
+        return fitting_factor(2, ipc, dataset) if ipc >= self.factor_from_ipc else 1
 
 
 # Declared ablation rows (`avdistill bench --ablations avmmd`): option overrides of the defaults.

@@ -44,8 +44,20 @@ class SynthesisConfig:
     checkpoint_every: int = option(50, "iterations between checkpoints (resume after interruption)", minimum=1)
 
     def factor_for(self, ipc: int, dataset: AVDataset) -> int:
-        """The IDM factor a run at `ipc` uses: --factor (a method may choose it per IPC, e.g. AV-MMD)."""
-        return self.factor
+        """The IDM factor a run at `ipc` uses: --factor, or the largest smaller one whose packed initialisation
+        fits (ipc x factor² real pairs in every class; e.g. AVDD's factor 2 at IPC 20 on a dataset with 66 pairs
+        per class runs at factor 1). The papers' code has no such case (it indexes past the class); stopping
+        with an error would leave IPC 20 unreachable on small datasets, so the run goes on and records the
+        factor it used (a method may also choose it per IPC, e.g. AV-MMD)."""
+        return fitting_factor(self.factor, ipc, dataset) if self.init != "noise" else self.factor
+
+
+def fitting_factor(factor: int, ipc: int, dataset: AVDataset) -> int:
+    """The largest IDM factor up to `factor` for which every class holds ipc x factor² training pairs (at least 1)."""
+    smallest = int(torch.bincount(dataset.train.labels, minlength=dataset.num_classes).min())
+    while factor > 1 and ipc * factor * factor > smallest:
+        factor -= 1
+    return factor
 
 
 def starting_set(dataset: AVDataset, ipc: int, cfg: SynthesisConfig, seed: int,

@@ -198,16 +198,19 @@ def _wall_times(cells: list[dict]) -> list[str]:
                 costs[k].append(caches["filled"].get(k, 0.0) + caches["reused"].get(k, 0.0))
             cold.append(own[-1] + sum(costs[k][-1] for k in kinds))
             reused |= {CACHE_NAMES.get(k, k) for k in caches["reused"]}
+        peaks = [(c.get("peak_memory_mib") or {}).get("rss_mib") for c in by_set.values()]
         rows.append([name, mean_std(wall, 1, 1), mean_std(own, 1, 1), *(mean_std(costs[k], 1, 1) if any(costs[k]) else "–" for k in kinds),
-                     mean_std(cold, 1, 1), ", ".join(sorted(reused)) or "–"])
+                     mean_std(cold, 1, 1), ", ".join(sorted(reused)) or "–",
+                     mean_std(peaks, 1, 0) if None not in peaks else "not recorded"])
     headers = ["set", "wall (s)", "without caches (s)", *(f"{CACHE_NAMES.get(k, k)} (s)" for k in kinds), "cold (s)",
-               "reused from the cache"]
+               "reused from the cache", "peak memory (MiB)"]
     return ["## Distillation time (s per synthetic set)", "",
             "Wall: the set's distillation as it ran. Without caches: its wall time less the seconds it spent "
             "filling caches. A cache column is "
             "what that cache's entries cost to compute, whether this set filled them or reused them from an "
             "earlier set or run (their recorded cost); cold = without caches + every cache column, the time "
-            "on an empty cache. So no figure depends on the order the sets ran in. Mean ± std over the sets.",
+            "on an empty cache. So no figure depends on the order the sets ran in. Peak memory: the process's "
+            "peak resident memory while the set was distilled (avdistill.memory). Mean ± std over the sets.",
             "", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
 
 
