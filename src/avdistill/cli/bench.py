@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from avdistill.cli.common import DATA_HELP, add_verify_option, device_option
+from avdistill.cli.common import DATA_HELP, add_budget_options, add_verify_option, device_option, resolve_budget
 from avdistill.cli.configfile import add_config_file_option
 from avdistill.config import (add_config_options, build_config, config_overrides, parse_assignment, parse_ints,
                               split_names)
@@ -15,6 +15,7 @@ from avdistill.errors import ConfigError
 from avdistill.evaluation import EvalConfig, RetrievalConfig
 from avdistill.grid.bench import BenchGrid, run_bench
 from avdistill.methods import get_method
+from avdistill.methods.budgets import budget_options
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -50,6 +51,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
     p.add_argument("--device", default="cpu", type=device_option, help="torch device (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_budget_options(p)
     add_config_file_option(p)
     add_verify_option(p)
     add_config_options(p, EvalConfig, "evaluation protocol", skip=("head",))
@@ -72,6 +74,10 @@ def run(args) -> None:
                               f"{', '.join(dict.fromkeys((*methods, *ablations)))}")
         name, value = parse_assignment(assignment, get_method(method).config_class)
         options.setdefault(method, {})[name] = value
+    for method in dict.fromkeys((*methods, *ablations)):  # the budget's values, under the options given
+        spec = get_method(method)
+        budget = resolve_budget(args, spec, announce=not args.quiet)
+        options[method] = {**budget_options(spec, budget), **options.get(method, {})}
     ipcs = parse_ints(args.ipc, "--ipc")
     if args.sets < 1 or args.runs < 1 or args.whole_data_runs < 0 or args.clips_per_class < 0:
         raise ConfigError("--sets and --runs must be >= 1, --whole-data-runs and --clips-per-class >= 0")

@@ -19,9 +19,8 @@ default); the IDM factor is supported (the synthetic set is expanded before ever
 step's minibatch is drawn) but off by default, as in MTT. Defaults are a CPU budget for
 AV-Digits with the ``small`` encoders; MTT's CIFAR-10 settings (50 expert epochs, N = 30–50,
 M = 2, max start 20, lr_img 1000, lr_lr 1e-5, lr_teacher 0.01) are kept where they transfer
-(M, lr_lr, the experts' lr; lr 1000 on the synthetic tensors won a short sweep over 300, 1000 and
-10000 on AV-Digits at IPC 1, scored on the test split: to be re-derived on the validation split with
-benchmarks/mtt_sweep.py) and scaled down where they cost CPU time (experts, epochs, N). The
+(M, lr_lr, the experts' lr, lr 1000 on the synthetic tensors; docs/MTT.md has the sweep on the
+validation split of av-digits-hard, benchmarks/mtt_sweep.py, that checks them) and scaled down where they cost CPU time (experts, epochs, N). The
 student takes minibatches of 32 synthetic pairs: memory and time grow linearly in N x batch
 (docs/MTT.md has the figures), so ``--batch-syn`` and ``--syn-steps`` are the memory knobs.
 """
