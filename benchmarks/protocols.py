@@ -12,7 +12,9 @@ exact by telescoping, every term a difference of two measured rows:
 - herding = (herding + factor) − (random + factor), AVDD protocol;
 - matching = AVDD − (herding + factor), AVDD protocol (AVDD starts from herding + factor).
 
-    python benchmarks/protocols.py runs/hard-epochs/results.json runs/hard-steps/results.json
+    python benchmarks/protocols.py runs/hard-epochs/results.json runs/hard-steps/results.json --commit SHA
+
+Rows a bench did not run print as "–".
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docsection import write_section  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[1] / "docs/EVALUATION.md"
-ROWS = ("random", "random + factor", "herding", "herding + factor", "dm", "avdd")
+ROWS = ("random", "random + factor", "herding", "herding + factor", "dm", "avdd", "davdd", "mtt", "avmmd")
 
 
 def accuracies(results: dict, head: str) -> dict[tuple[str, int], list[float]]:
