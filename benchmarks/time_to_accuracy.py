@@ -21,8 +21,8 @@ by the set), outside the timed runs.
 
 Both arms run in one process, one set (seed) after the other, reference then avdistill for each
 seed, after one untimed warm-up iteration of each (first-call costs), so machine load falls on
-both alike. The JSON (``--json``) is rewritten after every set and a rerun with the same settings
-and commit continues from the sets it holds.
+both alike. The JSON (``--json``) is rewritten after every set; a rerun with the same settings (``--sets``
+aside) and the same code continues from the sets it holds.
 
   python benchmarks/time_to_accuracy.py                         # av-digits-hard, IPC 10, 3 sets, 2 runs
   python benchmarks/time_to_accuracy.py --report-from benchmarks/results/time-to-accuracy.json
@@ -46,7 +46,7 @@ from docsection import shown_arguments, write_section
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = ("reference", "avdistill")
 SECTION = "time-to-accuracy"
-SETTINGS = ("data", "ipc", "ref_iterations", "iterations", "every", "sets", "runs")
+SETTINGS = ("data", "ipc", "ref_iterations", "iterations", "every", "runs")  # with the code: what a rerun continues
 # AVDD's paper recipe (its code's defaults), stated rather than read from avdistill's config defaults
 PAPER = {"lr_audio": 0.2, "lr_frames": 0.2, "momentum": 0.5, "init": "herding", "factor": 2, "real_per_class": 128}
 
@@ -158,10 +158,11 @@ def measure(args, saved: dict | None) -> dict:
 
     dataset = load_dataset(args.data)
     settings = {name: getattr(args, name) for name in SETTINGS}
-    result = saved or {"settings": settings, "argv": sys.argv[1:], "commit": git_commit(), "versions": versions(),
+    result = saved or {"settings": settings, "code": code_identity(), "versions": versions(),
                        "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
                        "cpu_count": os.cpu_count(), "dataset": {"name": dataset.name, "sha256": dataset.checksum},
                        "points": [], "loads": []}
+    result.update(argv=sys.argv[1:], commit=git_commit(), sets=args.sets)
     done = {p["set"] for p in result["points"]}
     todo = [s for s in range(args.sets) if s not in done]
     if todo:
@@ -258,8 +259,8 @@ def report(result: dict, doc: Path, figure: Path) -> str:
     lines = [f"## Time to accuracy: AVDD at IPC {s['ipc']}", "",
              f"Regenerate: `OMP_NUM_THREADS={result['threads']} python benchmarks/time_to_accuracy.py "
              f"{shown_arguments()}` (commit {result['commit']}; {result['threads']} thread(s) on "
-             f"{result['cpu_count']} cores); raw points in the JSON it writes. {result['dataset']['name']}, {s['sets']} synthetic "
-             f"sets per arm (seeds 0-{s['sets'] - 1}), every snapshot evaluated on the **test** split with the AVDD "
+             f"{result['cpu_count']} cores); raw points in the JSON it writes. {result['dataset']['name']}, {result['sets']} synthetic "
+             f"sets per arm (seeds {', '.join(map(str, range(result['sets'])))}), every snapshot evaluated on the **test** split with the AVDD "
              f"protocol (30 epochs, ensemble head, {s['runs']} trainings seeded by the set); mean ± std over the sets "
              "of each set's mean over its trainings.", "",
              f"- **reference**: AVDD at the paper's recipe as its code spends each iteration (`benchmarks/reference.py`: "
@@ -324,15 +325,27 @@ def main() -> None:
     print(report(result, doc, figure))
 
 
+def code_identity() -> dict:
+    """sha256 of the package's sources and of the two benchmark files: a rerun continues only with the same code."""
+    import hashlib
+
+    from avdistill.cache import code_digest
+
+    here = Path(__file__).resolve().parent
+    mine = hashlib.sha256(b"".join((here / f).read_bytes() for f in (Path(__file__).name, "reference.py"))).hexdigest()
+    return {"avdistill": code_digest("."), "benchmarks": mine}
+
+
 def resumable(args) -> dict | None:
-    """The earlier run in ``--json`` if it has these settings and this commit (its sets are kept), else None."""
+    """The earlier run in ``--json`` if it has these settings and code, with its sets below ``--sets``, else None."""
     path = Path(args.json)
     if not path.exists():
         return None
     saved = json.loads(path.read_text())
-    settings = {name: getattr(args, name) for name in SETTINGS}
-    if saved.get("settings") != settings or saved.get("commit") != git_commit() or "uncommitted" in git_commit():
+    if saved.get("settings") != {name: getattr(args, name) for name in SETTINGS} or saved.get("code") != code_identity():
         return None
+    saved["points"] = [p for p in saved["points"] if p["set"] < args.sets]
+    saved["loads"] = [x for x in saved["loads"] if x["set"] < args.sets]
     print(f"continuing {path}: sets {sorted({p['set'] for p in saved['points']})} already measured", file=sys.stderr)
     return saved
 
