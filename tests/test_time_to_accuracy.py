@@ -1,4 +1,5 @@
-"""benchmarks/time_to_accuracy.py end to end on a tiny dataset: both arms, their marks, the figure and the doc section."""
+"""benchmarks/time_to_accuracy.py end to end on a tiny dataset (both arms, marks, figure, doc section, resuming)
+and the arithmetic of its report."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def test_time_to_accuracy_runs_both_arms_and_writes_its_section(tmp_path):
 def measured(avdistill_marks: list[tuple[int, float, float]]) -> dict:
     """A run's JSON: 2 sets; the reference ends at 50 % after 100 s; avdistill's (iteration, seconds, accuracy)."""
     ref = [(0, 10.0, 0.30), (50, 55.0, 0.45), (100, 100.0, 0.50)]
-    points = [{"arm": arm, "set": s, "iteration": it, "seconds": sec + s, "accuracies": [acc - 0.01 * s, acc + 0.01 * s]}
+    points = [{"arm": arm, "set": s, "iteration": it, "seconds": sec + s,
+               "accuracies": [acc - 0.01 * s, acc + 0.01 * s]}
               for arm, marks in (("reference", ref), ("avdistill", avdistill_marks)) for s in (0, 1)
               for it, sec, acc in marks]
     return {"settings": {"data": "av-digits-hard", "ipc": 10, "ref_iterations": 100, "iterations": None, "every": 50,
