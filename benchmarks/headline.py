@@ -1,0 +1,108 @@
+"""README.md's headline table: the AV (ensemble) accuracy of every method at every IPC on the
+development benchmark, from one ``avdistill bench`` report's results.json, with each set's
+distillation time and peak memory, and which methods are within noise of each column's best.
+
+Nothing in the section is typed by hand: rerun this after the bench to regenerate it.
+
+    python benchmarks/headline.py docs/report-hard/results.json --commit SHA
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from docsection import write_section  # noqa: E402
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+WHOLE = "whole data"
+
+
+def pooled(results: dict, head: str) -> dict[tuple[str, int | None], list[float]]:
+    """(method, ipc) -> the accuracies of every set and run of the main table's `head` cells, in %."""
+    out: dict[tuple[str, int | None], list[float]] = {}
+    for cell in results["cells"]:
+        s = cell["settings"]
+        if cell["table"] == "main" and s.get("head") == head and "accuracies" in cell:
+            out.setdefault((s["method"], s.get("ipc")), []).extend(100 * a for a in cell["accuracies"])
+    return out
+
+
+def per_set(results: dict, head: str, field: str) -> dict[tuple[str, int], list[float]]:
+    """(method, ipc) -> one value of `field` per synthetic set (distill_seconds, or the peak resident MiB)."""
+    out: dict[tuple[str, int], dict[int, float]] = {}
+    for cell in results["cells"]:
+        s = cell["settings"]
+        if cell["table"] == "main" and s.get("head") == head and s.get("ipc") is not None:
+            value = cell.get(field)
+            if field == "peak_memory_mib":
+                value = (value or {}).get("rss_mib")
+            if value is not None:
+                out.setdefault((s["method"], s["ipc"]), {})[s["set"]] = value
+    return {key: list(sets.values()) for key, sets in out.items()}
+
+
+def fmt(xs: list[float] | None, digits: int = 1) -> str:
+    if not xs:
+        return "–"
+    mean = f"{statistics.fmean(xs):.{digits}f}"
+    return f"{mean} (n=1)" if len(xs) == 1 else f"{mean} ± {statistics.pstdev(xs):.{digits}f} (n={len(xs)})"
+
+
+def within_noise_of_best(acc: dict, methods: list[str], ipc: int) -> tuple[str, list[str]]:
+    """The method with the best mean at `ipc`, and the others whose gap to it does not exceed both stds."""
+    scored = [m for m in methods if acc.get((m, ipc))]
+    best = max(scored, key=lambda m: statistics.fmean(acc[(m, ipc)]))
+    b = acc[(best, ipc)]
+    ties = [m for m in scored if m != best and statistics.fmean(b) - statistics.fmean(acc[(m, ipc)])
+            <= max(statistics.pstdev(b), statistics.pstdev(acc[(m, ipc)]))]
+    return best, ties
+
+
+def section(results: dict, commit: str, head: str = "ensemble") -> str:
+    grid = results["grid"]
+    methods, ipcs = grid["methods"], grid["ipcs"]
+    acc = pooled(results, head)
+    seconds, memory = per_set(results, head, "distill_seconds"), per_set(results, head, "peak_memory_mib")
+    header = ["method", *(f"IPC {k} AV %" for k in ipcs), *(f"IPC {k} s/set" for k in ipcs),
+              *(f"IPC {k} peak MiB" for k in ipcs)]
+    rows = [[m, *(fmt(acc.get((m, k))) for k in ipcs), *(fmt(seconds.get((m, k)), 0) for k in ipcs),
+             *(fmt(memory.get((m, k)), 0) for k in ipcs)] for m in methods]
+    whole = acc.get((WHOLE, None))
+    rows.append([WHOLE, *([fmt(whole)] * len(ipcs)), *(["–"] * 2 * len(ipcs))])
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table += ["| " + " | ".join(r) + " |" for r in rows]
+    readings = []
+    for k in ipcs:
+        best, ties = within_noise_of_best(acc, methods, k)
+        tied = f"; within noise of it (gap not above both stds): {', '.join(ties)}" if ties else \
+            "; it beats every other method by more than both stds"
+        readings.append(f"- IPC {k}: best mean {best}{tied}.")
+    runs = f"{grid['sets']} synthetic sets × {grid['runs']} evaluation runs per cell"
+    return "\n".join([
+        f"Dataset `{grid['data']}`, test split, {head} head, AVDD protocol; accuracy % as mean ± std (n) over "
+        f"{runs} ({grid['whole_data_runs']} runs for whole data); s/set: wall seconds to distil one set, "
+        "peak MiB: the process's peak resident memory while it did (each set ran on one core of the 2-core "
+        f"development machine, beside the other bench processes). Commit {commit}; command:",
+        "", "```bash", results["command"], f"python benchmarks/headline.py <report>/results.json --commit {commit}",
+        "```", "", *table, "", *readings])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, help="results.json of the bench report")
+    parser.add_argument("--commit", required=True, help="the commit the bench ran on")
+    parser.add_argument("--head", default="ensemble")
+    parser.add_argument("--doc", type=Path, default=README, help="file whose 'headline' section is written")
+    args = parser.parse_args()
+    text = section(json.loads(args.results.read_text()), args.commit, args.head)
+    write_section(args.doc, "headline", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
