@@ -26,10 +26,10 @@ from tabulate import tabulate
 import avdistill
 from avdistill.config import parse_ints, split_names
 from avdistill.evaluation import evaluate
-from avdistill.io import versions, write_json
+from avdistill.files import versions, write_json
 from avdistill.synthetic import load_synthetic
 
-BUDGET = {"iterations": 50, "real_per_class": 32}  # the reduced budget of every optimising row
+BUDGET = {"iterations": 100, "real_per_class": 64}  # the cpu budget of AVDD and AV-MMD, for every optimising row
 VARIANTS = {  # name -> (label, method, options); AV-MMD's defaults are the "mmd" rows' choices
     "herding": ("Herding (av)", "herding", {}),
     "avdd": ("AVDD (factor 2, lr 0.2, λ = 10)", "avdd", BUDGET),
