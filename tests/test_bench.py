@@ -12,6 +12,8 @@ import pytest
 from pngs import is_png, picture_rows
 
 from avdistill.cli import main
+from avdistill.evaluation import EvalConfig
+from avdistill.grid.bench import protocol_tag
 
 
 def bench_args(data, out, *extra):
@@ -99,7 +101,8 @@ def test_bench_fusion_ablations_and_retrieval(tiny_dataset_file, tmp_path, capsy
     assert not re.search(r"± \d", report.split("## Distillation time")[0])
     # Ablation rows are evaluated with the AV head only; the AVDD-defaults row is one cell like any other.
     cells = {p.name for p in (out / "cells").iterdir()}
-    assert "avdd-ipc1-set0-ensemble.json" in cells and "avdd-ipc1-set0-a.json" not in cells
+    tag = protocol_tag(EvalConfig(epochs=1, batch_size=8))  # the protocol of the args above
+    assert f"avdd-ipc1-set0-ensemble{tag}.json" in cells and f"avdd-ipc1-set0-a{tag}.json" not in cells
     assert sum(name.startswith("avdd") for name in cells) == len(ABLATIONS)
     assert not (out / "report.md").exists()  # the report went to --report, the cache stayed in --out
     rows = list(csv.DictReader((report_dir / "results.csv").open()))
@@ -117,3 +120,22 @@ def test_bench_fusion_ablations_and_retrieval(tiny_dataset_file, tmp_path, capsy
 def test_bench_bad_options(tiny_dataset_file, tmp_path, capsys, extra, words):
     assert main(bench_args(tiny_dataset_file.source_path, tmp_path / "b", *extra)) == 2
     assert words in capsys.readouterr().err
+
+
+def test_benches_under_two_protocols_share_the_sets_and_keep_both_cells(tiny_dataset_file, tmp_path, capsys):
+    """A fixed-steps bench in the folder of an AVDD-protocol bench reuses its sets and adds its own cells, so a
+    rerun of the first finds every cell it made (nothing is replaced, nothing recomputed)."""
+    data, out = tiny_dataset_file.source_path, tmp_path / "bench"
+    args = ["bench", "--data", data, "--methods", "random,dm", "--ipc", "1", "--sets", "1", "--runs", "1",
+            "--whole-data-runs", "0", "--set", "dm.iterations=2", "--set", "dm.real_per_class=4", "--no-pictures",
+            "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    first = {p.name: p.read_text() for p in (out / "cells").iterdir()}
+    synthetic = (out / "sets" / "dm-ipc1-set0" / "synthetic.safetensors").stat().st_mtime_ns
+    assert main([*args, "--steps", "3"]) == 0
+    cells = {p.name: p.read_text() for p in (out / "cells").iterdir()}
+    assert len(cells) == 2 * len(first) and all(cells[name] == text for name, text in first.items())
+    assert (out / "sets" / "dm-ipc1-set0" / "synthetic.safetensors").stat().st_mtime_ns == synthetic
+    assert main(args) == 0
+    assert {p.name: p.read_text() for p in (out / "cells").iterdir()} == cells
+    capsys.readouterr()

@@ -34,6 +34,7 @@ from avdistill.data.ingest.sources import ave_clips, csv_clips
 from avdistill.data.storage import read_header
 from avdistill.errors import AVDistillError, ConfigError, DataError
 from avdistill.evaluation import EvalConfig
+from avdistill.grid.bench import protocol_tag
 from avdistill.files import atomic_path, sha256_file
 from avdistill.methods.avdd import AVDDConfig
 from avdistill.methods.dm import DMConfig
@@ -123,7 +124,7 @@ def test_kill_9_during_bench_then_rerun_completes(tiny_dataset_file, tmp_path):
     args = ["bench", "--data", tiny_dataset_file.source_path, "--methods", "random,dm", "--ipc", "1,2",
             "--sets", "1", "--runs", "1", "--epochs", "1", "--set", "dm.iterations=4", "--set", "dm.real_per_class=4",
             "--out", str(out), "--quiet"]
-    _run_until(args, out / "cells" / "random-ipc2-set0-ensemble.json")
+    _run_until(args, out / "cells" / f"random-ipc2-set0-ensemble{protocol_tag(EvalConfig(epochs=1))}.json")
     assert not (out / "report.md").exists()
     done_before = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
     subprocess.run([sys.executable, "-m", "avdistill", *args], check=True, capture_output=True)
@@ -554,7 +555,7 @@ def test_damaged_bench_cache_entries_are_recomputed(tiny_dataset_file, tmp_path)
     grid = BenchGrid(data=tiny_dataset_file.source_path, methods=("random",), ipcs=(1,), runs=1, whole_data_runs=0,
                      eval_config=EvalConfig(epochs=1))
     run_bench(grid, tmp_path, progress=False)
-    cell = tmp_path / "cells" / "random-ipc1-set0-ensemble.json"
+    cell = tmp_path / "cells" / f"random-ipc1-set0-ensemble{protocol_tag(EvalConfig(epochs=1))}.json"
     synthetic = tmp_path / "sets" / "random-ipc1-set0" / "synthetic.safetensors"
     good_cell, good_set = cell.read_text(), synthetic.read_bytes()
     syn_good = load_synthetic(synthetic)

@@ -5,8 +5,12 @@ Layout under ``out`` (the cache)::
 
     sets/<row>-ipc<k>-set<s>/      a run folder (:class:`avdistill.run_folder.RunFolder`): synthetic set, loss
                                    log (a distillation resumes from its checkpoint), initial.safetensors
-    cells/<row>-ipc<k>-set<s>-<head>.json       one evaluated cell: accuracies of every run, configs, versions
-    cells/<row>-ipc<k>-set<s>-retrieval.json    one retrieval cell: R@1, R@5, median rank of every run
+    cells/<row>-ipc<k>-set<s>-<head>[-<protocol>].json     one evaluated cell: accuracies of every run, configs
+    cells/<row>-ipc<k>-set<s>-retrieval[-<protocol>].json  one retrieval cell: R@1, R@5, median rank of every run
+
+where ``<protocol>`` (:func:`protocol_tag`) names an evaluation protocol other than the AVDD protocol's
+defaults (``--steps``, ``--on val``, other learning rates ...), so benches of one folder under several
+protocols keep their cells side by side instead of replacing each other's.
 
 and under ``report`` (default: ``out``): report.md (:mod:`avdistill.reporting.bench_report`),
 results.json, results.csv (:mod:`avdistill.reporting.results`), pictures/ (:mod:`avdistill.grid.pictures`).
@@ -19,6 +23,8 @@ evaluated with seed ``seed + 1000 s``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -118,26 +124,34 @@ def method_sets(grid: BenchGrid, dataset: AVDataset, rows: list[Row], out: Path,
     return sources
 
 
+def protocol_tag(config: EvalConfig) -> str:
+    """'' for the AVDD protocol's defaults (any head), else '-' + 8 hex digits of the protocol's settings."""
+    settings = {**dataclasses.asdict(config), "head": None}
+    if settings == {**dataclasses.asdict(EvalConfig()), "head": None}:
+        return ""
+    return "-" + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def grid_cells(grid: BenchGrid, dataset: AVDataset, rows: list[Row], sources: dict, cells_dir: Path) -> list[Cell]:
     """Every cell of the grid, in the order they are computed."""
-    cells = []
+    cells, tag = [], protocol_tag(grid.eval_config)
     for row in rows:
         heads = grid.heads if row.table == "main" else (av_head(grid.heads),)
         for ipc in grid.ipcs:
             for s in range(grid.sets):
                 source, stem = sources[(row.key, ipc, s)], f"{row.key}-ipc{ipc}-set{s}"
                 cells += [Cell(row.table, row.label, source, "accuracy", dataclasses.replace(grid.eval_config, head=h),
-                               grid.runs, grid.seed + 1000 * s, cells_dir / f"{stem}-{h}.json") for h in heads]
+                               grid.runs, grid.seed + 1000 * s, cells_dir / f"{stem}-{h}{tag}.json") for h in heads]
                 if grid.retrieval and row.table == "main":
                     cells.append(Cell(row.table, row.label, source, "retrieval", grid.eval_config, grid.runs,
-                                      grid.seed + 1000 * s, cells_dir / f"{stem}-retrieval.json", grid.retrieval_config))
+                                      grid.seed + 1000 * s, cells_dir / f"{stem}-retrieval{tag}.json", grid.retrieval_config))
     if grid.whole_data_runs > 0:
         whole = whole_data({"seed": grid.seed, "dataset": dataset.checksum})
         cells += [Cell("main", WHOLE_DATA, whole, "accuracy", dataclasses.replace(grid.eval_config, head=h),
-                       grid.whole_data_runs, grid.seed, cells_dir / f"whole-data-{h}.json") for h in grid.heads]
+                       grid.whole_data_runs, grid.seed, cells_dir / f"whole-data-{h}{tag}.json") for h in grid.heads]
         if grid.retrieval:
             cells.append(Cell("main", WHOLE_DATA, whole, "retrieval", grid.eval_config, grid.whole_data_runs,
-                              grid.seed, cells_dir / "whole-data-retrieval.json", grid.retrieval_config))
+                              grid.seed, cells_dir / f"whole-data-retrieval{tag}.json", grid.retrieval_config))
     return cells
 
 

@@ -26,8 +26,9 @@ class SynthesisConfig:
     """Options every synthesis method has; defaults and search ranges (``avdistill tune``) are DM's for AV-Digits
     on a CPU."""
 
-    iterations: int = option(300, "optimisation steps", "the DM paper uses 20000; 300 suffices for AV-Digits on CPU",
-                             minimum=1)
+    iterations: int = option(300, "optimisation steps",
+                             "the DM paper uses 20000 (--budget paper); 300 is DM's cpu budget, not re-derived on "
+                             "validation", minimum=1)
     lr_audio: float = option(1.0, "SGD learning rate on the synthetic spectrograms", "DM: 1.0", above=0,
                              search=log_uniform(0.05, 20))
     lr_frames: float = option(1.0, "SGD learning rate on the synthetic frames", "DM: 1.0", above=0,
