@@ -135,8 +135,10 @@ def test_torchrun_refuses_a_method_that_cannot_split_with_one_line_per_process(t
                     timeout=60)
     assert done.returncode != 0
     ours = [line for line in done.stderr.splitlines() if line.startswith("avdistill: error")]
-    assert sorted(ours) == [f"avdistill: error (process {r} of 2): method 'kcenter' cannot be split across "
-                            "processes (only avdd, avmmd, davdd, dm split by class); run it as one process, without torchrun"
-                            for r in (0, 1)]
+    expected = [f"avdistill: error (process {r} of 2): method 'kcenter' cannot be split across processes (only avdd, "
+                "avmmd, davdd, dm split by class); run it as one process, without torchrun" for r in (0, 1)]
+    # Each process refuses with its own line; torchrun stops the other process as soon as one exits with an
+    # error, so the slower one may be stopped before it prints (a race of the launcher, seen in CI).
+    assert ours and len(set(ours)) == len(ours) and set(ours) <= set(expected)
     assert not any(line.startswith("[rank") for line in done.stderr.splitlines())  # no worker traceback
     assert not (tmp_path / "k").exists()
