@@ -38,7 +38,6 @@ embedded at every iteration (no real-statistics cache), like DM/AVDD with ``--re
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -208,7 +207,6 @@ BUDGETS = {"paper": {"iterations": 5000, "real_per_class": 128}, "cpu": {"iterat
 def distill_avmmd(dataset, ipc: int, cfg: AVMMDConfig, run: RunContext):
     lam = weights(cfg)
     scales = parse_scales(cfg.bandwidths)
-    cfg = dataclasses.replace(cfg, factor=cfg.factor_for(ipc, dataset))
     prep = dataset.preprocessing
     encoders = lambda iteration: random_encoders(cfg.encoder, prep, run.seed, iteration, run.device)  # noqa: E731
 
