@@ -76,13 +76,13 @@ def run(args) -> None:
         options.setdefault(method, {})[name] = value
     for method in dict.fromkeys((*methods, *ablations)):  # the budget's values, under the options given
         spec = get_method(method)
-        budget = resolve_budget(args, spec, announce=not args.quiet)
+        budgeted = budget_options(spec, resolve_budget(args, spec, announce=not args.quiet))
         given = options.get(method, {})
-        overridden = {k: v for k, v in given.items() if budget_options(spec, budget).get(k, v) != v}
+        overridden = {k: v for k, v in given.items() if budgeted.get(k, v) != v}
         if overridden and not args.quiet:
             print(f"{method}: --method-option overrides the budget: "
                   + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in overridden.items()), flush=True)
-        options[method] = {**budget_options(spec, budget), **given}
+        options[method] = {**budgeted, **given}
     ipcs = parse_ints(args.ipc, "--ipc")
     if args.sets < 1 or args.runs < 1 or args.whole_data_runs < 0 or args.clips_per_class < 0:
         raise ConfigError("--sets and --runs must be >= 1, --whole-data-runs and --clips-per-class >= 0")
