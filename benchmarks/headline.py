@@ -18,6 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docsection import write_section  # noqa: E402
 
+from avdistill.spread import mean_std  # noqa: E402
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 WHOLE = "whole data"
 
@@ -32,28 +34,31 @@ def pooled(results: dict, head: str) -> dict[tuple[str, int | None], list[float]
     return out
 
 
-def per_set(results: dict, head: str, field: str) -> dict[tuple[str, int], list[float]]:
-    """(method, ipc) -> one value of `field` per synthetic set: the cold distillation seconds (its wall time plus the
-    recorded cost of the cache entries it reused, so no figure depends on which set ran first), or the peak MiB."""
+def cold_seconds(cell: dict) -> float | None:
+    """The set's cold distillation seconds: its wall time plus the recorded cost of the cache entries it reused,
+    so no figure depends on which set ran first."""
+    if cell.get("distill_seconds") is None:
+        return None
+    return cell["distill_seconds"] + sum((cell.get("cache_seconds") or {}).get("reused", {}).values())
+
+
+def peak_mib(cell: dict) -> float | None:
+    return (cell.get("peak_memory_mib") or {}).get("rss_mib")
+
+
+def per_set(results: dict, head: str, value) -> dict[tuple[str, int], list[float]]:
+    """(method, ipc) -> `value(cell)` of each synthetic set's `head` cell (sets without a value left out)."""
     out: dict[tuple[str, int], dict[int, float]] = {}
     for cell in results["cells"]:
         s = cell["settings"]
         if cell["table"] == "main" and s.get("head") == head and s.get("ipc") is not None:
-            value = cell.get(field)
-            if field == "peak_memory_mib":
-                value = (value or {}).get("rss_mib")
-            elif field == "distill_seconds" and value is not None and cell.get("cache_seconds"):
-                value += sum(cell["cache_seconds"]["reused"].values())  # cold: as if this set filled every cache
-            if value is not None:
-                out.setdefault((s["method"], s["ipc"]), {})[s["set"]] = value
+            if (v := value(cell)) is not None:
+                out.setdefault((s["method"], s["ipc"]), {})[s["set"]] = v
     return {key: list(sets.values()) for key, sets in out.items()}
 
 
 def fmt(xs: list[float] | None, digits: int = 1) -> str:
-    if not xs:
-        return "–"
-    mean = f"{statistics.fmean(xs):.{digits}f}"
-    return f"{mean} (n=1)" if len(xs) == 1 else f"{mean} ± {statistics.pstdev(xs):.{digits}f} (n={len(xs)})"
+    return mean_std(xs, 1, digits) if xs else "–"
 
 
 def within_noise_of_best(acc: dict, methods: list[str], ipc: int) -> tuple[str, list[str]]:
@@ -70,7 +75,7 @@ def section(results: dict, commit: str, head: str = "ensemble") -> str:
     grid = results["grid"]
     methods, ipcs = grid["methods"], grid["ipcs"]
     acc = pooled(results, head)
-    seconds, memory = per_set(results, head, "distill_seconds"), per_set(results, head, "peak_memory_mib")
+    seconds, memory = per_set(results, head, cold_seconds), per_set(results, head, peak_mib)
     header = ["method", *(f"IPC {k} AV %" for k in ipcs), *(f"IPC {k} s/set" for k in ipcs),
               *(f"IPC {k} peak MiB" for k in ipcs)]
     rows = [[m, *(fmt(acc.get((m, k))) for k in ipcs), *(fmt(seconds.get((m, k)), 0) for k in ipcs),

@@ -28,6 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docsection import write_section  # noqa: E402
 
+from avdistill.spread import mean_std  # noqa: E402
+
 DOC = Path(__file__).resolve().parents[1] / "docs/EVALUATION.md"
 ROWS = ("random", "random + factor", "herding", "herding + factor", "dm", "avdd", "davdd", "mtt", "avmmd")
 
@@ -43,11 +45,7 @@ def accuracies(results: dict, head: str) -> dict[tuple[str, int], list[float]]:
 
 
 def fmt(xs: list[float] | None) -> str:
-    if not xs:
-        return "–"
-    if len(xs) == 1:
-        return f"{100 * xs[0]:.1f} (n=1)"
-    return f"{100 * statistics.fmean(xs):.1f} ± {100 * statistics.pstdev(xs):.1f} (n={len(xs)})"
+    return mean_std(xs, 100, 1) if xs else "–"
 
 
 def mean(xs: list[float]) -> float:
