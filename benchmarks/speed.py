@@ -265,13 +265,11 @@ def report(out: Path, doc: Path, timing: Path | None = None) -> None:
 
 
 def plot(results: dict, target: float, path: Path, first_pass: list[str]) -> None:
-    import matplotlib
+    import matplotlib.ticker  # heavy: imported when the figure is drawn
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
+    from avdistill.reporting.pictures import pyplot, save_png
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = pyplot().subplots(figsize=(7, 4.2))
     for name, r in results.items():
         xs = [p[1] for p in r["points"]]
         ys = [100 * mean(p[2]) for p in r["points"]]
@@ -289,12 +287,7 @@ def plot(results: dict, target: float, path: Path, first_pass: list[str]) -> Non
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from avdistill.files import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 if __name__ == "__main__":

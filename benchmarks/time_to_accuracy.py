@@ -224,14 +224,9 @@ def gap(ours: list[float], target: list[float]) -> str:
 
 def plot(curves: dict[str, list[dict]], target: float, path: Path, title: str) -> None:
     """Test accuracy (%) against wall seconds, mean over sets with a band of ± one std, both arms."""
-    import matplotlib
+    from avdistill.reporting.pictures import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from avdistill.files import atomic_path
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = pyplot().subplots(figsize=(7, 4.2))
     for arm, rows in curves.items():
         xs = [statistics.fmean(r["seconds"]) for r in rows]
         ys = [100 * statistics.fmean(r["accuracy"]) for r in rows]
@@ -247,10 +242,7 @@ def plot(curves: dict[str, list[dict]], target: float, path: Path, title: str) -
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def report(result: dict, doc: Path, figure: Path) -> str:
