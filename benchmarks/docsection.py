@@ -23,7 +23,7 @@ def write_section(path: str | Path, name: str, text: str) -> None:
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
     new = pattern.sub(lambda _: block, old, count=1) if pattern.search(old) else (old.rstrip() + "\n\n" + block).lstrip()
     with atomic_path(path) as tmp:
-        tmp.write_text(new + "\n")
+        tmp.write_text(new.rstrip("\n") + "\n")  # one final newline, however often the section is rewritten
 
 
 def shown_arguments() -> str:
