@@ -101,6 +101,10 @@ def _history_plot(trials, path: Path, title: str) -> Path:
             xs.append(t.number)
             ys.append(100 * best)
         ax.step(xs, ys, where="post", color="tab:green", label="best so far")
+        baseline = [t for t in done if t.user_attrs.get("defaults")]
+        if baseline:
+            ax.axhline(100 * baseline[0].value, color="tab:orange", linestyle="--", linewidth=1,
+                       label=f"defaults (trial {baseline[0].number})")
     ax.set_xlabel("trial")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(title)
