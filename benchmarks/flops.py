@@ -153,24 +153,27 @@ def passes(args):
     if args.bf16:
         variants["avdistill, bf16 autocast"] = ("bf16", real(nets, 0, bf16=True), syn(nets, 0, bf16=True))
 
-    def agreement(forwards):
-        """Compiled against eager passes of a fresh encoder pair (another draw): max abs and relative L2
-        difference of the real embeddings and of the synthetic input gradients, and the samples whose
-        gradient differs by more than 1e-4 of the largest (a ReLU input within rounding of zero flips there)."""
-        fresh, real_diffs, syn_diffs, samples = random_encoders(args.preset, prep, 0, 1), [], [], 0
+    def agreement(forwards) -> dict:
+        """Compiled and eager passes of a fresh encoder pair (another draw), against each other and against
+        an fp64 eager pass: [real embeddings, synthetic input gradients] each, and the samples whose gradient
+        differs between compiled and eager by more than 1e-4 of the largest (a ReLU input near zero flips)."""
+        fresh, out = random_encoders(args.preset, prep, 0, 1), {"compiled": ([], []), "eager": ([], []), "fp64": ([], [])}
         for f, net, x, y in zip(forwards, fresh, (real_audio, real_frames), (syn_audio, syn_frames)):
-            with torch.inference_mode():
-                a, b = (encode(m, augment, x, 1, 0) for m in (partial(f, net), net))
-            real_diffs.append(((a - b).abs().max().item(), ((a - b).norm() / b.norm()).item()))
-            grads = []
-            for m in (partial(f, net), net):
-                leaf = y.detach().requires_grad_(True)
-                encode(m, augment, leaf, 1, 0).mean(0).pow(2).sum().backward()
-                grads.append(leaf.grad)
-            a, b = grads
-            syn_diffs.append(((a - b).abs().max().item(), ((a - b).norm() / b.norm()).item()))
-            samples += int(((a - b).abs().flatten(1).amax(1) > 1e-4 * b.abs().max()).sum())
-        return [max(d) for d in zip(*real_diffs)], [max(d) for d in zip(*syn_diffs)], samples
+            for name, model in (("compiled", partial(f, net)), ("eager", net), ("fp64", copy.deepcopy(net).double())):
+                dtype = torch.float64 if name == "fp64" else torch.float32
+                with torch.inference_mode():
+                    out[name][0].append(encode(model, augment, x.to(dtype), 1, 0))
+                leaf = y.detach().to(dtype).requires_grad_(True)
+                encode(model, augment, leaf, 1, 0).mean(0).pow(2).sum().backward()
+                out[name][1].append(leaf.grad)
+        samples = sum(int(((a - b).abs().flatten(1).amax(1) > 1e-4 * b.abs().max()).sum())
+                      for a, b in zip(out["compiled"][1], out["eager"][1]))
+        c, e, r = ([torch.cat([t.double().flatten() for t in ts]) for ts in out[name]] for name in out)
+
+        def relative(a, b):
+            return [((u - v).norm() / v.norm()).item() for u, v in zip(a, b)]
+        return {"max": [(u - v).abs().max().item() for u, v in zip(c, e)], "relative": relative(c, e),
+                "compiled_fp64": relative(c, r), "eager_fp64": relative(e, r), "samples": samples}
 
     checks = {}
     if args.compile:
@@ -254,21 +257,24 @@ def main() -> None:
         compile_s = [first_call[name, k] - statistics.median(times[name][k]) for k in range(2)]
         lines += ["", compile_note(name, compile_s, graphs[name], added, diffs, 2 * n_syn)]
     lines += ["", f"Load average {load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on "
-                  f"{os.cpu_count()} cores (shared machine). CPU: {torch.backends.cpu.get_cpu_capability()} kernels "
+                  f"{os.cpu_count()} cores (shared machine), this process pinned to CPU(s) "
+                  f"{', '.join(map(str, sorted(os.sched_getaffinity(0))))}. CPU: {torch.backends.cpu.get_cpu_capability()} kernels "
                   "(PyTorch's dispatch level)."]
     write_section(args.doc, f"flops-{args.preset}", "\n".join(lines))
     print("\n".join(lines))
 
 
 def compile_note(name, compile_s, graphs, added, diffs, n_syn) -> str:
-    (real_max, real_rel), (syn_max, syn_rel), samples = diffs
-    return (f"*{name}* (inductor, static shapes, weights as inputs through `torch.func.functional_call`): one-off compilation "
-            f"{compile_s[0]:.1f} s (real forward) + {compile_s[1]:.1f} s (synthetic forward + backward), the first "
-            f"calls less the median, cold inductor cache, {graphs} graphs. A fresh encoder pair (another draw) added "
-            f"{added} graphs; its compiled passes differ from eager ones by at most {real_max:.1e} (relative L2 "
-            f"{real_rel:.1e}) in the real embeddings and {syn_max:.1e} (relative L2 {syn_rel:.1e}) in the synthetic "
-            f"input gradients, where {samples} of {n_syn} samples (audio and visual counted apart) differ by more "
-            "than 1e-4 of the largest gradient.")
+    def pairs(key):  # real embeddings / synthetic gradients
+        return " / ".join(f"{v:.1e}" for v in diffs[key])
+    return (f"*{name}* (inductor, static shapes, weights as inputs through `torch.func.functional_call`): one-off "
+            f"compilation {compile_s[0]:.1f} s (real forward) + {compile_s[1]:.1f} s (synthetic forward + backward), "
+            f"the first calls less the median, cold inductor cache, {graphs} graphs. A fresh encoder pair (another "
+            f"draw) added {added} graphs. Its compiled passes against eager ones (real embeddings / synthetic input "
+            f"gradients): max abs difference {pairs('max')}, relative L2 difference {pairs('relative')}; "
+            f"{diffs['samples']} of the {n_syn} synthetic inputs (audio and visual) differ by more than 1e-4 of the "
+            f"largest gradient. Against an fp64 eager pass, relative L2: compiled {pairs('compiled_fp64')}, eager "
+            f"{pairs('eager_fp64')}.")
 
 
 if __name__ == "__main__":
