@@ -9,6 +9,12 @@ it in several variants (the levers of issue 18) and divides the achieved FLOP/s 
 bf16 autocast against the bf16 peak). Variants are interleaved round by round (A B C ... A B C)
 and the median is reported, because the machine is shared.
 
+The ``torch.compile`` variant compiles each encoder's forward (inductor, C++ kernels on a CPU)
+with the weights as inputs (``torch.func.functional_call``): a DM/AVDD iteration draws fresh
+encoders, which then reuse the compiled kernels instead of recompiling. Its one-off compilation
+(cold inductor cache) is reported apart, and a fresh encoder pair checks that nothing recompiles
+and that the compiled passes agree with eager ones.
+
   OMP_NUM_THREADS=1 python benchmarks/flops.py                                  # small preset, AV-Digits
   OMP_NUM_THREADS=1 python benchmarks/flops.py --preset avdd --classes 2 --real-per-class 4 --syn-per-class 2
 """
@@ -20,6 +26,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,9 +59,25 @@ def measure_peaks(args) -> dict[str, float]:
     return peaks
 
 
-def passes(args):
-    """{variant: (precision, real_fn, syn_fn)}, (real FLOPs, synthetic FLOPs), sizes."""
+def compiled(net):
+    """`net`'s forward compiled with the weights as inputs: call it as ``f(encoder, x)`` with any
+    encoder of the same architecture (a fresh draw) without recompiling. The template is a copy, so
+    that no call passes the template's own tensors (dynamo would guard on that identity). Shapes are
+    static: each slice size and grad mode gets its own graph, a few per run."""
     import copy
+
+    import torch
+    from torch.func import functional_call
+
+    template = copy.deepcopy(net)
+    forward = torch.compile(lambda weights, x: functional_call(template, weights, (x,)), dynamic=False)
+    return lambda encoder, x: forward({**dict(encoder.named_parameters()), **dict(encoder.named_buffers())}, x)
+
+
+def passes(args):
+    """{variant: (precision, real_fn, syn_fn)}, (real FLOPs, synthetic FLOPs), sizes, {compiled variant: check}."""
+    import copy
+    from functools import partial
 
     import torch
     from torch import nn
@@ -63,7 +86,7 @@ def passes(args):
     from avdistill.augment import DSA
     from avdistill.factor import expand
     from avdistill.methods.initial_set import initial_synthetic
-    from avdistill.methods.real_means import CPU_CHUNK, RealSampler, encode
+    from avdistill.methods.real_means import CPU_CHUNK, RealSampler, encode, random_encoders
     from avdistill.models import get_encoders
     from avdistill.models.pooling import AvgPool2x2
 
@@ -129,12 +152,42 @@ def passes(args):
     }
     if args.bf16:
         variants["avdistill, bf16 autocast"] = ("bf16", real(nets, 0, bf16=True), syn(nets, 0, bf16=True))
+
+    def agreement(forwards) -> dict:
+        """Compiled and eager passes of a fresh encoder pair (another draw), against each other and against
+        an fp64 eager pass: [real embeddings, synthetic input gradients] each, and the samples whose gradient
+        differs between compiled and eager by more than 1e-4 of the largest (a ReLU input near zero flips)."""
+        fresh, out = random_encoders(args.preset, prep, 0, 1), {"compiled": ([], []), "eager": ([], []), "fp64": ([], [])}
+        for f, net, x, y in zip(forwards, fresh, (real_audio, real_frames), (syn_audio, syn_frames)):
+            for name, model in (("compiled", partial(f, net)), ("eager", net), ("fp64", copy.deepcopy(net).double())):
+                dtype = torch.float64 if name == "fp64" else torch.float32
+                with torch.inference_mode():
+                    out[name][0].append(encode(model, augment, x.to(dtype), 1, 0))
+                leaf = y.detach().to(dtype).requires_grad_(True)
+                encode(model, augment, leaf, 1, 0).mean(0).pow(2).sum().backward()
+                out[name][1].append(leaf.grad)
+        samples = sum(int(((a - b).abs().flatten(1).amax(1) > 1e-4 * b.abs().max()).sum())
+                      for a, b in zip(out["compiled"][1], out["eager"][1]))
+        c, e, r = ([torch.cat([t.double().flatten() for t in ts]) for ts in out[name]] for name in out)
+
+        def relative(a, b):
+            return [((u - v).norm() / v.norm()).item() for u, v in zip(a, b)]
+        return {"max": [(u - v).abs().max().item() for u, v in zip(c, e)], "relative": relative(c, e),
+                "compiled_fp64": relative(c, r), "eager_fp64": relative(e, r), "samples": samples}
+
+    checks = {}
+    if args.compile:
+        torch._dynamo.config.recompile_limit = 64  # one code object: 2 encoders x 2 grad modes x slice sizes
+        forwards = tuple(compiled(n) for n in nets)
+        pair = tuple(partial(f, n) for f, n in zip(forwards, nets))
+        variants["avdistill, torch.compile"] = ("fp32", real(pair, 0), syn(pair, 0))
+        checks["avdistill, torch.compile"] = partial(agreement, forwards)
     flops = []
     for fn in (real(nets, 0), syn(nets, 0)):
         with FlopCounterMode(display=False) as counter:
             fn()
         flops.append(counter.get_total_flops())
-    return variants, flops, (len(real_labels), len(syn_labels))
+    return variants, flops, (len(real_labels), len(syn_labels)), checks
 
 
 def main() -> None:
@@ -148,17 +201,31 @@ def main() -> None:
     parser.add_argument("--factor", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the bf16 autocast variant")
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile variant")
     parser.add_argument("--doc", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
+    inductor_cache = tempfile.TemporaryDirectory(prefix="flops-inductor-")  # cold: torch.compile's compilation is timed
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = inductor_cache.name
     import torch
+    from torch._dynamo.utils import counters
 
     load_start = os.getloadavg()
     peaks = measure_peaks(args)
-    variants, (real_flops, syn_flops), (n_real, n_syn) = passes(args)
+    variants, (real_flops, syn_flops), (n_real, n_syn), checks = passes(args)
     times: dict[str, tuple[list, list]] = {name: ([], []) for name in variants}
-    for name, (_, real_fn, syn_fn) in variants.items():  # warm-up
-        real_fn(), syn_fn()
+    first_call, graphs = {}, {}
+    for name, (_, real_fn, syn_fn) in variants.items():  # warm-up (and torch.compile's compilation)
+        before = counters["stats"]["unique_graphs"]
+        for k, fn in enumerate((real_fn, syn_fn)):
+            start = time.perf_counter()
+            fn()
+            first_call[name, k] = time.perf_counter() - start
+        graphs[name] = counters["stats"]["unique_graphs"] - before
+    agreements = {}
+    for name, check in checks.items():  # a fresh encoder pair: no new graphs, the eager results
+        before = counters["stats"]["unique_graphs"]
+        agreements[name] = check(), counters["stats"]["unique_graphs"] - before
     for _ in range(args.rounds):
         for name, (_, real_fn, syn_fn) in variants.items():
             for k, fn in enumerate((real_fn, syn_fn)):
@@ -186,11 +253,28 @@ def main() -> None:
         peak = peaks[precision]
         lines.append(f"| {name} ({precision}) | {1000 * r:.0f} | {100 * real_flops / r / peak:.0f}% | {1000 * s:.0f} | "
                      f"{100 * syn_flops / s / peak:.0f}% | {base[0] / r:.2f}x / {base[1] / s:.2f}x |")
+    for name, (diffs, added) in agreements.items():
+        compile_s = [first_call[name, k] - statistics.median(times[name][k]) for k in range(2)]
+        lines += ["", compile_note(name, compile_s, graphs[name], added, diffs, 2 * n_syn)]
     lines += ["", f"Load average {load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on "
-                  f"{os.cpu_count()} cores (shared machine). CPU: {torch.backends.cpu.get_cpu_capability()} kernels "
+                  f"{os.cpu_count()} cores (shared machine), this process pinned to CPU(s) "
+                  f"{', '.join(map(str, sorted(os.sched_getaffinity(0))))}. CPU: {torch.backends.cpu.get_cpu_capability()} kernels "
                   "(PyTorch's dispatch level)."]
     write_section(args.doc, f"flops-{args.preset}", "\n".join(lines))
     print("\n".join(lines))
+
+
+def compile_note(name, compile_s, graphs, added, diffs, n_syn) -> str:
+    def pairs(key):  # real embeddings / synthetic gradients
+        return " / ".join(f"{v:.1e}" for v in diffs[key])
+    return (f"*{name}* (inductor, static shapes, weights as inputs through `torch.func.functional_call`): one-off "
+            f"compilation {compile_s[0]:.1f} s (real forward) + {compile_s[1]:.1f} s (synthetic forward + backward), "
+            f"the first calls less the median, cold inductor cache, {graphs} graphs. A fresh encoder pair (another "
+            f"draw) added {added} graphs. Its compiled passes against eager ones (real embeddings / synthetic input "
+            f"gradients): max abs difference {pairs('max')}, relative L2 difference {pairs('relative')}; "
+            f"{diffs['samples']} of the {n_syn} synthetic inputs (audio and visual) differ by more than 1e-4 of the "
+            f"largest gradient. Against an fp64 eager pass, relative L2: compiled {pairs('compiled_fp64')}, eager "
+            f"{pairs('eager_fp64')}.")
 
 
 if __name__ == "__main__":

@@ -163,12 +163,13 @@ def main() -> None:
         saved = json.loads(Path(args.report_from).read_text())
         sys.argv[1:] = saved["argv"]
         write_section(args.doc, f"matched-{args.preset}", report(argparse.Namespace(**saved["args"]), saved["cells"],
-                                                                 saved["load_start"], saved["wall"], saved["commit"]))
+                                                                 saved["load_start"], saved["wall"], saved["commit"],
+                                                                 saved.get("cpus")))
         return
     cells = [[(m, int(i))] for m in args.methods.split(",") for i in args.ipc.split(",")]
     if args.grid:
         cells.append([run for cell in cells for run in cell])
-    started, load_start = time.perf_counter(), os.getloadavg()
+    started, load_start, cpus = time.perf_counter(), os.getloadavg(), sorted(os.sched_getaffinity(0))
     measured = []
     for runs in cells:
         cmd = [sys.executable, __file__, "--cell", json.dumps(runs), *sys.argv[1:]]
@@ -179,9 +180,9 @@ def main() -> None:
     wall, commit = time.perf_counter() - started, git_commit()
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "argv": sys.argv[1:], "cells": measured,
-                                               "load_start": load_start, "load_end": os.getloadavg(), "wall": wall,
+                                               "load_start": load_start, "load_end": os.getloadavg(), "wall": wall, "cpus": cpus,
                                                "commit": commit}, indent=1))
-    write_section(args.doc, f"matched-{args.preset}", report(args, measured, load_start, wall, commit))
+    write_section(args.doc, f"matched-{args.preset}", report(args, measured, load_start, wall, commit, cpus))
 
 
 def git_commit() -> str:
@@ -191,7 +192,7 @@ def git_commit() -> str:
     return commit + (" + uncommitted changes" if dirty else "")
 
 
-def report(args, measured, load_start, wall: float, commit: str) -> str:
+def report(args, measured, load_start, wall: float, commit: str, cpus: list[int] | None) -> str:
     threads = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
     data = ("generated data of VGGS-10K's shapes (1x128x56 audio, 3x224x224 frames, "
             f"{args.classes} classes)" if args.preset == "avdd" else args.data)
@@ -215,9 +216,10 @@ def report(args, measured, load_start, wall: float, commit: str) -> str:
                      f" | **{statistics.median(ratios):.2f}x** | {', '.join(f'{x:.2f}' for x in ratios)} | "
                      f"{emb['reference']:.3g} / {emb['avdistill']:.3g} | {cold_init(cell)} | "
                      f"{min(loads):.1f}-{max(loads):.1f} |")
+    pinned = f", the harness pinned to CPU(s) {', '.join(map(str, cpus))}" if cpus else ""
     lines += ["", f"Load average {load_start[0]:.1f} at the start on "
-                  f"{os.cpu_count()} cores (shared with other jobs: absolute rates are noisy, the ratios come from "
-                  f"interleaved runs). Harness wall time {wall:.0f} s."]
+                  f"{os.cpu_count()} cores{pinned} (shared with other jobs: absolute rates are noisy, the ratios come "
+                  f"from interleaved runs). Harness wall time {wall:.0f} s."]
     return "\n".join(lines)
 
 
