@@ -77,6 +77,8 @@ def main() -> None:
     if not args.out:
         p.error("--out is required to measure a curve")
     points = sorted(parse_ints(args.iterations, "--iterations"))
+    # the code that runs: taken at the start, as the checkout may move during a long run
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     dataset = load_dataset(args.data)
     spec = get_method(args.method)
     labels = torch.arange(dataset.num_classes).repeat_interleave(args.ipc)
@@ -106,7 +108,6 @@ def main() -> None:
         watch = Watch(check=check, check_every=math.gcd(*points))
         syn = distill(dataset, args.method, args.ipc, args.seed, progress=False, watch=watch, **options)
         score(points[-1], syn.audio, syn.frames, syn.factor, started)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     write_json(args.out, {"method": args.method, "data": args.data, "dataset_sha256": dataset.checksum,
                           "ipc": args.ipc, "seed": args.seed, "runs": args.runs, "config": syn.meta["config"],
                           "commit": commit, "points": rows, "versions": versions()})
