@@ -8,16 +8,22 @@ the run's so far (data loaded, initialisation, real statistics from an empty cac
 
     python benchmarks/budget.py --method avdd --data av-digits-hard --iterations 25,50,100,200 \\
         --runs 2 --out docs/tuning/avdd-budget.json
+    python benchmarks/budget.py --report-from docs/tuning/*-budget.json --doc docs/TUNING.md
+
+``--report-from`` writes the curves of several runs as one table (iterations x methods) into the
+``budget-curves`` section of ``--doc``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -31,19 +37,48 @@ from avdistill.methods.budgets import budget_options
 from avdistill.methods.watch import Watch
 from avdistill.spread import mean_std
 from avdistill.synthetic import SyntheticSet
+from docsection import write_section
+
+
+def report(files: list[str], doc: str) -> str:
+    """One table of several curves: validation accuracy and wall seconds so far, per iteration count and method."""
+    runs = [json.loads(Path(f).read_text()) for f in files]
+    curves = {r["method"]: {p["iterations"]: p for p in r["points"]} for r in runs}
+    counts = sorted({it for points in curves.values() for it in points})
+    lines = ["| iterations | " + " | ".join(curves) + " |", "|---|" + "---|" * len(curves)]
+    for it in counts:
+        cells = [f"{mean_std(points[it]['val_accuracies'])} ({points[it]['wall_seconds']:.0f} s)" if it in points else ""
+                 for points in curves.values()]
+        lines.append(f"| {it} | " + " | ".join(cells) + " |")
+    sources = "; ".join(f"{r['method']}: `{Path(f).name}`, commit {r['commit']}, seed {r['seed']}, IPC {r['ipc']}, "
+                        f"{r['data']}" for f, r in zip(files, runs))
+    text = ("Validation accuracy (%, mean ± std over the evaluation runs of one set) and, in brackets, the run's wall "
+            f"seconds so far. Written by `python benchmarks/budget.py --report-from {' '.join(files)}` from: "
+            f"{sources}.\n\n" + "\n".join(lines))
+    write_section(doc, "budget-curves", text)
+    return text
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--report-from", nargs="+", metavar="JSON", help="write earlier runs' curves as one table")
+    p.add_argument("--doc", default="docs/TUNING.md", help="the Markdown file --report-from writes its section into")
     p.add_argument("--method", default="avdd")
     p.add_argument("--data", default="av-digits-hard")
     p.add_argument("--ipc", type=int, default=10)
     p.add_argument("--iterations", default="25,50,100,200,300,400")
     p.add_argument("--runs", type=int, default=3, help="validation runs per point")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out")
     args = p.parse_args()
+    if args.report_from:
+        print(report(args.report_from, args.doc))
+        return
+    if not args.out:
+        p.error("--out is required to measure a curve")
     points = sorted(parse_ints(args.iterations, "--iterations"))
+    # the code that runs: taken at the start, as the checkout may move during a long run
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     dataset = load_dataset(args.data)
     spec = get_method(args.method)
     labels = torch.arange(dataset.num_classes).repeat_interleave(args.ipc)
@@ -73,7 +108,6 @@ def main() -> None:
         watch = Watch(check=check, check_every=math.gcd(*points))
         syn = distill(dataset, args.method, args.ipc, args.seed, progress=False, watch=watch, **options)
         score(points[-1], syn.audio, syn.frames, syn.factor, started)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     write_json(args.out, {"method": args.method, "data": args.data, "dataset_sha256": dataset.checksum,
                           "ipc": args.ipc, "seed": args.seed, "runs": args.runs, "config": syn.meta["config"],
                           "commit": commit, "points": rows, "versions": versions()})

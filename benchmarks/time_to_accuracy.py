@@ -46,7 +46,7 @@ from docsection import shown_arguments, write_section
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = ("reference", "avdistill")
 SECTION = "time-to-accuracy"
-SETTINGS = ("data", "ipc", "ref_iterations", "iterations", "every", "runs")  # with the code: what a rerun continues
+SETTINGS = ("data", "ipc", "ref_iterations", "iterations", "every", "ref_every", "runs", "recipe_options")  # with the code: what a rerun continues
 # AVDD's paper recipe (its code's defaults), stated rather than read from avdistill's config defaults
 PAPER = {"lr_audio": 0.2, "lr_frames": 0.2, "momentum": 0.5, "init": "herding", "factor": 2, "real_per_class": 128}
 
@@ -104,9 +104,9 @@ def loop_entry_and_exit(snaps: Snapshots):
 
 
 def avdistill_arm(dataset, ipc: int, iterations: int | None, every: int, seed: int,
-                  cache: Path) -> tuple[list[dict], object, int]:
-    """``avdistill distill --method avdd`` at the cpu budget (`iterations`: its own when None), cold;
-    snapshots every `every` iterations."""
+                  cache: Path, recipe: dict) -> tuple[list[dict], object, int]:
+    """``avdistill distill --method avdd`` at the cpu budget (`iterations`: its own when None) with the `recipe`'s
+    options (e.g. a tune's best.toml; none: AVDD's defaults), cold; snapshots every `every` iterations."""
     import avdistill
     from avdistill.cache import forget_memory
     from avdistill.methods.watch import Watch
@@ -116,7 +116,7 @@ def avdistill_arm(dataset, ipc: int, iterations: int | None, every: int, seed: i
     watch = Watch(check=snaps.take, check_every=every)  # called before the last iteration only; the exit is below
     with loop_entry_and_exit(snaps):
         syn = avdistill.distill(dataset, "avdd", ipc, seed, progress=False, budget="cpu", watch=watch,
-                                real_cache=str(cache), **({"iterations": iterations} if iterations else {}))
+                                **{**recipe, "real_cache": str(cache), **({"iterations": iterations} if iterations else {})})
     return snaps.points, syn.labels, syn.factor
 
 
@@ -176,10 +176,10 @@ def measure(args, saved: dict | None) -> dict:
             for arm in ARMS:
                 load = os.getloadavg()[0]
                 if arm == "reference":
-                    timed[arm] = reference_arm(dataset, args.ipc, args.ref_iterations, args.every, seed)
+                    timed[arm] = reference_arm(dataset, args.ipc, args.ref_iterations, args.ref_every, seed)
                 else:
                     timed[arm] = avdistill_arm(dataset, args.ipc, args.iterations, args.every, seed,
-                                               Path(tempfile.mkdtemp(dir=caches)))
+                                               Path(tempfile.mkdtemp(dir=caches)), args.recipe_options)
                 result["loads"].append({"set": seed, "arm": arm, "load": load})
                 last = timed[arm][0][-1]
                 tqdm.write(f"set {seed} {arm}: {last['iteration']} iterations in {last['seconds']:.1f} s "
@@ -253,6 +253,11 @@ def report(result: dict, doc: Path, figure: Path) -> str:
     s = result["settings"]
     budget = " ".join(f"`--{k.replace('_', '-')} {v}`" for k, v in BUDGETS["cpu"].items())
     changed = f", run for {s['iterations']} iterations (`--iterations`)" if s["iterations"] else ""
+    recipe = s.get("recipe_options") or {}
+    if recipe:
+        changed += (", with the recipe of `--recipe` (chosen on the validation split by `avdistill tune`, "
+                    "docs/TUNING.md): " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                   for k, v in recipe.items()))
     curves = {arm: curve(result["points"], arm) for arm in ARMS}
     final = curves["reference"][-1]
     target = statistics.fmean(final["accuracy"])
@@ -308,6 +313,11 @@ def main() -> None:
     parser.add_argument("--ref-iterations", type=int, default=100, help="iterations of the reference arm")
     parser.add_argument("--iterations", type=int, help="iterations of the avdistill arm (default: its cpu budget's)")
     parser.add_argument("--every", type=int, default=25, help="iterations between snapshots")
+    parser.add_argument("--ref-every", type=int,
+                        help="iterations between the reference arm's snapshots (default: --every); only its final "
+                             "accuracy is the target")
+    parser.add_argument("--recipe", help="TOML of the avdistill arm's AVDD options, e.g. a tune's best.toml "
+                                         "(default: AVDD's defaults at the cpu budget)")
     parser.add_argument("--sets", type=int, default=3, help="synthetic sets per arm (seeds 0..sets-1)")
     parser.add_argument("--runs", type=int, default=2, help="evaluation trainings per snapshot")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "time-to-accuracy.json"),
@@ -316,7 +326,9 @@ def main() -> None:
     parser.add_argument("--figure", help="the PNG (default: figures/time-to-accuracy.png next to --doc)")
     parser.add_argument("--report-from", help="rewrite the section and figure from an earlier run's JSON")
     args = parser.parse_args()
-    for name in ("ipc", "ref_iterations", "iterations", "every", "sets", "runs"):
+    args.ref_every = args.ref_every or args.every
+    args.recipe_options = recipe_options(args.recipe) if args.recipe else {}
+    for name in ("ipc", "ref_iterations", "iterations", "every", "ref_every", "sets", "runs"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     from avdistill.errors import AVDistillError
@@ -334,6 +346,35 @@ def main() -> None:
         except AVDistillError as exc:  # e.g. a missing dataset file, an IPC its classes cannot fill at factor 2
             raise SystemExit(f"time_to_accuracy.py: {exc}") from None
     print(report(result, doc, figure))
+
+
+def recipe_options(path: str) -> dict:
+    """The AVDD options in a TOML recipe (a tune's best.toml: its run keys dropped; the budget's iterations too,
+    which --iterations sets), checked by building the config."""
+    import tomllib
+
+    from avdistill.config import flat_dict
+    from avdistill.errors import AVDistillError
+    from avdistill.methods import get_method
+    from avdistill.methods.base import make_config
+    from avdistill.methods.budgets import budget_options
+
+    try:
+        with open(path, "rb") as f:
+            values = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SystemExit(f"time_to_accuracy.py: --recipe {path}: {exc}") from None
+    if values.pop("method", "avdd") != "avdd":
+        raise SystemExit(f"time_to_accuracy.py: --recipe {path}: not an AVDD recipe")
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()
+               if k not in ("data", "ipc", "seed", "iterations", "real_cache")}
+    spec = get_method("avdd")
+    try:
+        make_config(spec, options)  # unknown keys and bad values: an error here, before any work
+    except AVDistillError as exc:
+        raise SystemExit(f"time_to_accuracy.py: --recipe {path}: {exc}") from None
+    cpu = flat_dict(make_config(spec, budget_options(spec, "cpu")))
+    return {k: v for k, v in options.items() if cpu.get(k) != v}  # what the recipe changes
 
 
 def code_identity() -> dict:

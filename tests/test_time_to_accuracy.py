@@ -50,6 +50,28 @@ def test_time_to_accuracy_runs_both_arms_and_writes_its_section(tmp_path):
     assert "2 synthetic sets per arm (seeds 0, 1)" in doc.read_text()
 
 
+def test_a_recipe_changes_the_avdistill_arm_and_the_reference_keeps_its_own_marks(tmp_path):
+    data = save_dataset(make_dataset(num_classes=3, train_per_class=8, test_per_class=4), tmp_path / "tiny.safetensors")
+    doc = tmp_path / "BENCHMARKS.md"
+    recipe = tmp_path / "best.toml"  # as a tune writes it: run keys, budget iterations and the chosen options
+    recipe.write_text('method = "avdd"\ndata = "x"\nipc = 1\nseed = 0\niterations = 100\ninit = "real"\n'
+                      'lr_audio = 0.05\nreal_per_class = 64\n')
+    out = tmp_path / "tta.json"
+    subprocess.run([sys.executable, str(SCRIPT), "--data", str(data), "--ipc", "1", "--ref-iterations", "2",
+                    "--iterations", "2", "--every", "1", "--ref-every", "2", "--runs", "1", "--sets", "1",
+                    "--recipe", str(recipe), "--json", str(out), "--doc", str(doc)], check=True,
+                   stdout=subprocess.DEVNULL)
+    result = json.loads(out.read_text())
+    assert result["settings"]["recipe_options"] == {"init": "real", "lr_audio": 0.05}  # the cpu budget's 64: no change
+    marks = {arm: [p["iteration"] for p in result["points"] if p["arm"] == arm] for arm in ("reference", "avdistill")}
+    assert marks == {"reference": [0, 2], "avdistill": [0, 1, 2]}
+    assert "with the recipe of `--recipe`" in doc.read_text() and "init real" in doc.read_text()
+    recipe.write_text('method = "dm"\n')
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--data", str(data), "--recipe", str(recipe), "--json",
+                          str(out), "--doc", str(doc)], capture_output=True, text=True)
+    assert bad.returncode != 0 and "not an AVDD recipe" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def measured(avdistill_marks: list[tuple[int, float, float]]) -> dict:
     """A run's JSON: 2 sets; the reference ends at 50 % after 100 s; avdistill's (iteration, seconds, accuracy)."""
     ref = [(0, 10.0, 0.30), (50, 55.0, 0.45), (100, 100.0, 0.50)]

@@ -103,6 +103,10 @@ def test_tune_writes_its_outputs_and_a_rerun_adds_no_trial(data_file, tmp_path, 
     assert all(settings[name] == value for name, value in best.params.items())
     defaults = tomllib.loads((out / "defaults.toml").read_text())  # the baseline at the study's budget
     assert defaults["lr_audio"] == DMConfig().lr_audio and defaults["iterations"] == 6
+    assert trials[0].user_attrs["defaults"] and not any(t.user_attrs.get("defaults") for t in trials[1:])
+    assert all(trials[0].params[name] == defaults[name] for name in trials[0].params)  # trial 0 ran the defaults
+    assert [r["defaults"] for r in rows] == ["yes", "", ""]
+    assert "Defaults: trial 0, validation accuracy" in (out / "report.md").read_text()
     for png in ("history.png", "importance.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "history.png" in (out / "report.md").read_text()

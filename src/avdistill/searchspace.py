@@ -30,6 +30,12 @@ class SearchRange:
             return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
         return trial.suggest_float(name, float(self.low), float(self.high), log=self.log)
 
+    def holds(self, value) -> bool:
+        """Whether `value` is one this range can draw."""
+        if self.choices:
+            return value in self.choices
+        return self.low <= value <= self.high
+
     def __str__(self) -> str:
         if self.choices:
             return ",".join(map(str, self.choices))

@@ -38,6 +38,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--checks", type=int, default=2,
                    help="intermediate validation checks per trial, where lagging trials are pruned; 0: no pruning "
                         "(default: 2)")
+    p.add_argument("--defaults-trial", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the method's defaults as the study's first trial, the baseline the best is compared "
+                        "with on the validation split (default: on)")
     p.add_argument("--time-budget", metavar="DURATION", help="start no trial after this much wall time, e.g. 20m")
     p.add_argument("--out", default="runs/tune",
                    help="output folder: trials, best.toml, report.md, trials.csv (default: runs/tune)")
@@ -80,7 +83,7 @@ def run(args, method_args: list[str], parser: argparse.ArgumentParser) -> None:
                       checks=args.checks,
                       eval_config=build_config(EvalConfig, {"on": "val", **dict(parse_assignment(a, EvalConfig)
                                                                                 for a in args.eval)}),
-                      heartbeat=args.heartbeat)
+                      heartbeat=args.heartbeat, defaults_first=args.defaults_trial)
     if setup.eval_config.on != "val":
         raise ConfigError("tune scores trials on the validation split only (--eval on=val); the test split is read "
                           "once, by avdistill evaluate, after tuning")

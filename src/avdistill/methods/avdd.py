@@ -62,8 +62,8 @@ ABLATIONS = {
     "+ JM + MGM (AVDD)": {},
 }
 
-# The paper's budget, and the CPU one: validation accuracy on av-digits-hard did not grow from 25 to 50
-# iterations (benchmarks/budget.py, docs/TUNING.md); 100 keeps a run within minutes on 2 cores.
+# The paper's budget, and the CPU one: validation accuracy on av-digits-hard is flat from 25 to 200
+# iterations (benchmarks/budget.py, docs/TUNING.md); 100 lies on that plateau, minutes on 2 cores.
 BUDGETS = {"paper": {"iterations": 5000, "real_per_class": 128}, "cpu": {"iterations": 100, "real_per_class": 64}}
 
 

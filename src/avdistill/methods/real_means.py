@@ -65,8 +65,10 @@ def encode(encoder: torch.nn.Module, augment: DSA, x: torch.Tensor, seed: int, c
     """``encoder(augment(x, seed))`` in balanced slices of at most `chunk` samples (0: automatic), concatenated.
 
     On a CPU the small encoders are memory-bound: slices of about 32 samples keep each layer's
-    activations in cache and run the same pass about twice as fast as one batch of 800 (the
-    "flops" section of docs/BENCHMARKS.md). The result is the same, bit for bit on this CPU: the
+    activations in cache. Against one batch of 800 they ran the real pass 2.1x and the synthetic
+    pass 1.7x faster when introduced (commit 72e8906); against the AVDD code's per-class batches
+    (66-82 samples) the current "flops" tables of docs/BENCHMARKS.md show no consistent difference.
+    The result is the same, bit for bit on this CPU: the
     encoders and DSA's siamese transformation treat every sample alike, and balanced slices never
     leave a slice of one sample (which takes other kernels). GPUs want whole batches (automatic:
     no slicing on CUDA).

@@ -27,8 +27,8 @@ class SynthesisConfig:
     on a CPU."""
 
     iterations: int = option(300, "optimisation steps",
-                             "the DM paper uses 20000 (--budget paper); 300 is DM's cpu budget, not re-derived on "
-                             "validation", minimum=1)
+                             "the DM paper uses 20000 (--budget paper); 300 is DM's cpu budget, the plateau of its "
+                             "validation curve on av-digits-hard (docs/TUNING.md)", minimum=1)
     lr_audio: float = option(1.0, "SGD learning rate on the synthetic spectrograms", "DM: 1.0", above=0,
                              search=log_uniform(0.05, 20))
     lr_frames: float = option(1.0, "SGD learning rate on the synthetic frames", "DM: 1.0", above=0,

@@ -70,7 +70,7 @@ def _write_csv(trials, path: Path) -> Path:
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["trial", "state", "val_accuracy", "val_accuracies", "last_check_iteration",
-                         "last_check_accuracy", *names, "wall_seconds", "started", "error"])
+                         "last_check_accuracy", *names, "wall_seconds", "started", "defaults", "error"])
         for t in trials:
             last = max(t.intermediate_values) if t.intermediate_values else None
             complete = t.state == optuna.trial.TrialState.COMPLETE  # a pruned trial's value is its last check's
@@ -80,7 +80,7 @@ def _write_csv(trials, path: Path) -> Path:
                              "" if last is None else f"{t.intermediate_values[last]:.6f}",
                              *(t.params.get(n, "") for n in names), t.user_attrs.get("wall_seconds", ""),
                              t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else "",
-                             t.user_attrs.get("error", "")])
+                             "yes" if t.user_attrs.get("defaults") else "", t.user_attrs.get("error", "")])
     return path
 
 
@@ -101,6 +101,10 @@ def _history_plot(trials, path: Path, title: str) -> Path:
             xs.append(t.number)
             ys.append(100 * best)
         ax.step(xs, ys, where="post", color="tab:green", label="best so far")
+        baseline = [t for t in done if t.user_attrs.get("defaults")]
+        if baseline:
+            ax.axhline(100 * baseline[0].value, color="tab:orange", linestyle="--", linewidth=1,
+                       label=f"defaults (trial {baseline[0].number})")
     ax.set_xlabel("trial")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(title)
@@ -168,6 +172,7 @@ def _write_report(study, trials, best, importances, setup, data: str, out: Path,
         lines += [f"Best: trial {best.number}, validation accuracy {mean_std(accuracies)} %; "
                   f"settings in `best.toml`.", "", "Next (the test split, read once, is a separate step):", "",
                   "```", *next_commands(best, setup, data, out), "```", ""]
+    lines += _defaults_lines(trials)
     lines += ["![optimisation history](history.png)", ""]
     if "importance" in paths:
         lines += ["![parameter importances](importance.png)", ""]
@@ -176,6 +181,20 @@ def _write_report(study, trials, best, importances, setup, data: str, out: Path,
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     return out / "report.md"
+
+
+def _defaults_lines(trials) -> list[str]:
+    """Where the defaults' trial ranks among the complete trials, and the best's lead over it."""
+    baseline = next((t for t in trials if t.user_attrs.get("defaults")), None)
+    if baseline is None or baseline.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
+        return []
+    if baseline.state == optuna.trial.TrialState.PRUNED:
+        return [f"Defaults: trial {baseline.number}, pruned (it lagged at its check).", ""]
+    values = sorted((t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE), reverse=True)
+    accuracies = baseline.user_attrs.get("val_accuracies", [baseline.value])
+    return [f"Defaults: trial {baseline.number}, validation accuracy {mean_std(accuracies)} %, rank "
+            f"{values.index(baseline.value) + 1} of {len(values)} complete trials, "
+            f"{100 * (values[0] - baseline.value):.2f} points under the best.", ""]
 
 
 def _fmt(value) -> str:

@@ -10,7 +10,8 @@ Trials live in a database (SQLite by default; any URL SQLAlchemy knows, e.g. Pos
 several machines share a study). Finished trials are never rerun: a killed tune, started again,
 counts them and runs only the rest; several processes can work on one study at once. A trial whose
 process died stops sending heartbeats; after a grace period it is marked failed and its settings
-are queued again. The sampler (TPE) is reseeded from the seed and the number of finished trials
+are queued again. The first trial runs the method's defaults (at the study's budget and fixed options),
+so the study scores its baseline exactly as it scores every draw. The sampler (TPE) is reseeded from the seed and the number of finished trials
 before every trial, so a resumed study draws what an uninterrupted one would have.
 """
 
@@ -62,6 +63,14 @@ class TuneSetup:
     eval_config: EvalConfig = field(default_factory=EvalConfig)
     startup_trials: int = 10  # TPE: random trials before the model guides the draws
     heartbeat: int = 60  # seconds between a running trial's heartbeats; stale after 3 of them
+    defaults_first: bool = True  # trial 0 runs the method's defaults, the baseline scored like every trial
+
+    def defaults(self) -> dict:
+        """The method's defaults (at the budget and fixed options) of the searched options, where the range
+        holds them; the baseline a study enqueues as its first trial."""
+        spec = get_method(self.method)
+        default = flat_dict(make_config(spec, {**budget_options(spec, self.budget), **self.fixed}))
+        return {name: default[name] for name, r in self.search_space().items() if r.holds(default[name])}
 
     def search_space(self) -> dict[str, SearchRange]:
         """The declared ranges with --space overrides, minus the options held fixed."""
@@ -73,7 +82,7 @@ class TuneSetup:
         return {"dataset": dataset.checksum or dataset.name, "method": self.method, "ipc": self.ipc, "seed": self.seed,
                 "budget": self.budget, "fixed": self.fixed, "runs": self.runs, "checks": self.checks,
                 "space": {name: str(r) for name, r in self.search_space().items()},
-                "eval_config": flat_dict(self.eval_config)}
+                "eval_config": flat_dict(self.eval_config), "defaults_first": self.defaults_first}
 
 
 def storage_url(storage: str | None, out: Path) -> str:
@@ -107,6 +116,8 @@ def open_study(setup: TuneSetup, dataset: AVDataset, url: str, name: str):
     stored = study.user_attrs.get("setup")
     if stored is None:
         study.set_user_attr("setup", identity)
+        if setup.defaults_first:  # skip_if_exists: two processes creating the study together enqueue it once
+            study.enqueue_trial(setup.defaults(), user_attrs={"defaults": True}, skip_if_exists=True)
     elif stored != identity:
         differ = ", ".join(k for k in identity if stored.get(k) != identity[k])
         raise ConfigError(f"study {name!r} in {url} searches something else (differs in: {differ}); "
