@@ -46,6 +46,7 @@ from docsection import shown_arguments, write_section
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = ("reference", "avdistill")
 SECTION = "time-to-accuracy"
+MEANINGFUL_SECONDS = 0.05  # below this a mark is the initial set of a recipe that draws it without work
 SETTINGS = ("data", "ipc", "ref_iterations", "iterations", "every", "ref_every", "runs", "recipe_options")  # with the code: what a rerun continues
 # AVDD's paper recipe (its code's defaults), stated rather than read from avdistill's config defaults
 PAPER = {"lr_audio": 0.2, "lr_frames": 0.2, "momentum": 0.5, "init": "herding", "factor": 2, "real_per_class": 128}
@@ -215,11 +216,16 @@ def spread(values: list[float]) -> float:
     return statistics.pstdev(values) if len(values) > 1 else 0.0
 
 
+def beyond_noise(ours: list[float], target: list[float]) -> bool:
+    """Whether the mean gap exceeds both stds (the only case that says more than noise)."""
+    points = statistics.fmean(ours) - statistics.fmean(target)
+    return abs(points) > max(spread(ours), spread(target)) and min(len(ours), len(target)) > 1
+
+
 def gap(ours: list[float], target: list[float]) -> str:
-    """The accuracy gap in points, and whether it exceeds both stds (the only case that says more than noise)."""
+    """The accuracy gap in points, and whether it exceeds both stds."""
     points = 100 * (statistics.fmean(ours) - statistics.fmean(target))
-    beyond = abs(points) > 100 * max(spread(ours), spread(target)) and min(len(ours), len(target)) > 1
-    return f"{points:+.2f} points against the target, {'beyond' if beyond else 'within'} the stds"
+    return f"{points:+.2f} points against the target, {'beyond' if beyond_noise(ours, target) else 'within'} the stds"
 
 
 def plot(curves: dict[str, list[dict]], target: float, path: Path, title: str) -> None:
@@ -297,10 +303,26 @@ def report(result: dict, doc: Path, figure: Path) -> str:
                      "time-to-accuracy ratio exists for this recipe.")
     else:
         seconds = statistics.fmean(reached["seconds"])
-        lines.append(f"avdistill's mean first reaches it at iteration {reached['iteration']} "
-                     f"({mean_std(reached['accuracy'])}, {gap(reached['accuracy'], final['accuracy'])}), after "
-                     f"{mean_std(reached['seconds'], scale=1, digits=1)} s: **{ref_seconds / seconds:.1f}x** less wall "
-                     f"time than the reference's {ref_seconds:.1f} s (goal >= 5x).")
+        text = (f"avdistill's mean first reaches it at iteration {reached['iteration']} "
+                f"({mean_std(reached['accuracy'])}, {gap(reached['accuracy'], final['accuracy'])}), after "
+                f"{mean_std(reached['seconds'], scale=1, digits=1)} s")
+        if seconds >= MEANINGFUL_SECONDS:
+            text += f": **{ref_seconds / seconds:.1f}x** less wall time than the reference's {ref_seconds:.1f} s (goal >= 5x)."
+        else:  # a recipe whose initial set already matches: a ratio over ~0 s says nothing about speed
+            text += (": its initial set, drawn without optimisation, already matches the target within noise, so a "
+                     "ratio over that time says nothing about speed.")
+        lines.append(text)
+        beyond = next((r for r in curves["avdistill"] if statistics.fmean(r["seconds"]) >= MEANINGFUL_SECONDS
+                       and statistics.fmean(r["accuracy"]) > target and beyond_noise(r["accuracy"], final["accuracy"])),
+                      None)
+        if beyond is None:
+            lines.append("It never exceeds the target by more than both standard deviations.")
+        else:
+            seconds = statistics.fmean(beyond["seconds"])
+            lines.append(f"It first exceeds the target by more than both standard deviations at iteration "
+                         f"{beyond['iteration']} ({mean_std(beyond['accuracy'])}), after "
+                         f"{mean_std(beyond['seconds'], scale=1, digits=1)} s: **{ref_seconds / seconds:.1f}x** less "
+                         f"wall time than the reference (goal >= 5x).")
     text = "\n".join(lines)
     write_section(doc, SECTION, text)
     return text

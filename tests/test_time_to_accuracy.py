@@ -93,6 +93,16 @@ def test_the_ratio_is_the_references_seconds_over_the_first_mark_reaching_its_ac
     text = time_to_accuracy.report(measured([(0, 10.0, 0.30), (50, 20.5, 0.50), (100, 30.0, 0.55)]), doc, figure)
     # reference: mean 100.5 s at 50 %; avdistill first at its mean >= 50 % at iteration 50, 21.0 s on average
     assert "first reaches it at iteration 50" in text and "**4.8x**" in text and "100.5 s" in text
+    # at 50 % it only ties the target; beyond both stds (here 0) first at iteration 100: 100.5 / 30.5 s
+    assert "more than both standard deviations at iteration 100" in text and "**3.3x**" in text
+    free = measured([(0, 0.0, 0.51), (50, 20.0, 0.52), (100, 30.0, 0.55)])
+    for p in free["points"]:
+        if p["arm"] == "avdistill" and p["iteration"] == 0:
+            p["seconds"] = 0.001  # an initial set drawn at no cost (random real pairs), in both sets
+    text = time_to_accuracy.report(free, doc, figure)
+    # an initial set that matches the target at no cost gives no ratio; the first mark beyond noise at real time does
+    assert "first reaches it at iteration 0" in text and "says nothing about speed" in text
+    assert "more than both standard deviations at iteration 50" in text and "**4.9x**" in text  # 100.5 / 20.5 s
     text = time_to_accuracy.report(measured([(0, 10.0, 0.30), (50, 20.0, 0.45), (100, 30.0, 0.495)]), doc, figure)
     assert "**Not reached**" in text and "x** less" not in text
     assert doc.read_text().count("time-to-accuracy:begin") == 1 and figure.exists()
