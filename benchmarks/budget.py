@@ -47,8 +47,8 @@ def report(files: list[str], doc: str) -> str:
     counts = sorted({it for points in curves.values() for it in points})
     lines = ["| iterations | " + " | ".join(curves) + " |", "|---|" + "---|" * len(curves)]
     for it in counts:
-        cells = [f"{mean_std(points[it]['val_accuracies'])} ({points[it]['wall_seconds']:.0f} s)" if it in points else ""
-                 for points in curves.values()]
+        cells = [f"{mean_std(points[it]['val_accuracies'])} ({points[it]['wall_seconds']:.0f} s)"
+                 if it in points else "" for points in curves.values()]
         lines.append(f"| {it} | " + " | ".join(cells) + " |")
     sources = "; ".join(f"{r['method']}: `{Path(f).name}`, commit {r['commit']}, seed {r['seed']}, IPC {r['ipc']}, "
                         f"{r['data']}" for f, r in zip(files, runs))

@@ -180,7 +180,8 @@ def main() -> None:
     wall, commit = time.perf_counter() - started, git_commit()
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "argv": sys.argv[1:], "cells": measured,
-                                               "load_start": load_start, "load_end": os.getloadavg(), "wall": wall, "cpus": cpus,
+                                               "load_start": load_start, "load_end": os.getloadavg(), "wall": wall,
+                                               "cpus": cpus,
                                                "commit": commit}, indent=1))
     write_section(args.doc, f"matched-{args.preset}", report(args, measured, load_start, wall, commit, cpus))
 

@@ -47,7 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ARMS = ("reference", "avdistill")
 SECTION = "time-to-accuracy"
 MEANINGFUL_SECONDS = 0.05  # below this a mark is the initial set of a recipe that draws it without work
-SETTINGS = ("data", "ipc", "ref_iterations", "iterations", "every", "ref_every", "runs", "recipe_options")  # with the code: what a rerun continues
+# with the code: what a rerun continues
+SETTINGS = ("data", "ipc", "ref_iterations", "iterations", "every", "ref_every", "runs", "recipe_options")
 # AVDD's paper recipe (its code's defaults), stated rather than read from avdistill's config defaults
 PAPER = {"lr_audio": 0.2, "lr_frames": 0.2, "momentum": 0.5, "init": "herding", "factor": 2, "real_per_class": 128}
 
@@ -116,8 +117,8 @@ def avdistill_arm(dataset, ipc: int, iterations: int | None, every: int, seed: i
     snaps = Snapshots()
     watch = Watch(check=snaps.take, check_every=every)  # called before the last iteration only; the exit is below
     with loop_entry_and_exit(snaps):
-        syn = avdistill.distill(dataset, "avdd", ipc, seed, progress=False, budget="cpu", watch=watch,
-                                **{**recipe, "real_cache": str(cache), **({"iterations": iterations} if iterations else {})})
+        options = {**recipe, "real_cache": str(cache), **({"iterations": iterations} if iterations else {})}
+        syn = avdistill.distill(dataset, "avdd", ipc, seed, progress=False, budget="cpu", watch=watch, **options)
     return snaps.points, syn.labels, syn.factor
 
 
@@ -307,7 +308,8 @@ def report(result: dict, doc: Path, figure: Path) -> str:
                 f"({mean_std(reached['accuracy'])}, {gap(reached['accuracy'], final['accuracy'])}), after "
                 f"{mean_std(reached['seconds'], scale=1, digits=1)} s")
         if seconds >= MEANINGFUL_SECONDS:
-            text += f": **{ref_seconds / seconds:.1f}x** less wall time than the reference's {ref_seconds:.1f} s (goal >= 5x)."
+            text += (f": **{ref_seconds / seconds:.1f}x** less wall time than the reference's {ref_seconds:.1f} s "
+                     "(goal >= 5x).")
         else:  # a recipe whose initial set already matches: a ratio over ~0 s says nothing about speed
             text += (": its initial set, drawn without optimisation, already matches the target within noise, so a "
                      "ratio over that time says nothing about speed.")
@@ -372,27 +374,23 @@ def main() -> None:
 
 def recipe_options(path: str) -> dict:
     """The AVDD options in a TOML recipe (a tune's best.toml: its run keys dropped; the budget's iterations too,
-    which --iterations sets), checked by building the config."""
-    import tomllib
-
+    which --iterations sets), read and checked as ``--config`` files are."""
+    from avdistill.cli.configfile import check_file_options, read_config_file
     from avdistill.config import flat_dict
     from avdistill.errors import AVDistillError
     from avdistill.methods import get_method
     from avdistill.methods.base import make_config
     from avdistill.methods.budgets import budget_options
 
-    try:
-        with open(path, "rb") as f:
-            values = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise SystemExit(f"time_to_accuracy.py: --recipe {path}: {exc}") from None
-    if values.pop("method", "avdd") != "avdd":
-        raise SystemExit(f"time_to_accuracy.py: --recipe {path}: not an AVDD recipe")
-    options = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()
-               if k not in ("data", "ipc", "seed", "iterations", "real_cache")}
     spec = get_method("avdd")
     try:
-        make_config(spec, options)  # unknown keys and bad values: an error here, before any work
+        values, _ = read_config_file(path)
+        if values.pop("method", "avdd") != "avdd":
+            raise SystemExit(f"time_to_accuracy.py: --recipe {path}: not an AVDD recipe")
+        for key in ("data", "ipc", "seed", "iterations", "real_cache"):
+            values.pop(key, None)
+        options = check_file_options(values, spec.config_class, path, "an AVDD recipe")
+        make_config(spec, options)  # the method's own checks across options, before any work
     except AVDistillError as exc:
         raise SystemExit(f"time_to_accuracy.py: --recipe {path}: {exc}") from None
     cpu = flat_dict(make_config(spec, budget_options(spec, "cpu")))

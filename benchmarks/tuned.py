@@ -49,7 +49,8 @@ def main() -> None:
     dataset = load_dataset(data)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     accuracies: dict[str, list[float]] = {name: [] for name in arms}
-    for seed in range(args.first_seed, args.first_seed + args.sets):  # the arms alternate, so a run cut short still compares them
+    # the arms alternate, so a run cut short still compares them
+    for seed in range(args.first_seed, args.first_seed + args.sets):
         for name, options in arms.items():
             options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
             syn = distill(dataset, method, ipc, seed, progress=False, **options)
@@ -57,8 +58,10 @@ def main() -> None:
             accuracies[name].extend(result.accuracies)
             print(f"{name} set {seed}: {args.on} {result}", flush=True)
             write_json(args.out, {"method": method, "data": data, "dataset_sha256": dataset.checksum, "ipc": ipc,
-                                  "sets_done": seed + 1 - args.first_seed, "first_seed": args.first_seed, "runs": args.runs, "commit": commit, "versions": versions(),
-                                  "arms": {n: {"options": o, f"{args.on}_accuracies": accuracies[n]} for n, o in arms.items()}})
+                                  "sets_done": seed + 1 - args.first_seed, "first_seed": args.first_seed,
+                                  "runs": args.runs, "commit": commit, "versions": versions(),
+                                  "arms": {n: {"options": o, f"{args.on}_accuracies": accuracies[n]}
+                                           for n, o in arms.items()}})
     print(f"| settings | {args.on} accuracy (%) |\n|---|---|")
     for name, acc in accuracies.items():
         if acc:

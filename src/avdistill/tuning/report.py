@@ -13,11 +13,7 @@ from pathlib import Path
 import optuna
 from tabulate import tabulate
 
-from avdistill.config import flat_dict
 from avdistill.files import atomic_path, versions
-from avdistill.methods import get_method
-from avdistill.methods.base import make_config
-from avdistill.methods.budgets import budget_options
 from avdistill.reporting.pictures import pyplot, save_png
 from avdistill.spread import mean_std
 
@@ -133,15 +129,8 @@ def _importance_plot(importances: dict[str, float], path: Path) -> Path:
     return save_png(fig, path)
 
 
-def settings(setup, params: dict) -> dict:
-    """Every method option of a trial with `params` (budget, fixed options and drawn ones) as distill takes them."""
-    spec = get_method(setup.method)
-    config = make_config(spec, {**budget_options(spec, setup.budget), **setup.fixed, **params})
-    return flat_dict(config)
-
-
 def _write_settings(setup, data: str, path: Path, params: dict, comments: list[str]) -> Path:
-    values = {"method": setup.method, "data": data, "ipc": setup.ipc, "seed": setup.seed, **settings(setup, params)}
+    values = {"method": setup.method, "data": data, "ipc": setup.ipc, "seed": setup.seed, **setup.options(params)}
     with atomic_path(path) as tmp:
         tmp.write_text(toml_text(values, comments))
     return path
@@ -150,8 +139,6 @@ def _write_settings(setup, data: str, path: Path, params: dict, comments: list[s
 def _write_report(study, trials, best, importances, setup, data: str, out: Path, paths: dict, reason: str) -> Path:
     states = [t.state for t in trials]
     count = {s.name.lower(): states.count(s) for s in optuna.trial.TrialState if states.count(s)}
-    spec = get_method(setup.method)
-    defaults = make_config(spec, {**budget_options(spec, setup.budget), **setup.fixed})
     seconds = [t.user_attrs["wall_seconds"] for t in trials if "wall_seconds" in t.user_attrs]
     lines = [f"# Tuning {setup.method} at IPC {setup.ipc} on {data}", "",
              f"Study `{study.study_name}`: {', '.join(f'{n} {s}' for s, n in count.items())} trials ({reason}). "
@@ -161,7 +148,7 @@ def _write_report(study, trials, best, importances, setup, data: str, out: Path,
              f"{', '.join(f'{k}={v}' for k, v in setup.fixed.items()) or 'nothing'}.", "",
              f"Tuning cost: {sum(seconds) / 60:.1f} min of trial wall time ({len(seconds)} trials timed, "
              f"median {statistics.median(seconds):.0f} s)." if seconds else "", ""]
-    default = flat_dict(defaults)
+    default = setup.options()
     rows = [[name, str(r), default[name], _fmt(best.params.get(name)) if best else "–",
              f"{importances[name]:.2f}" if name in importances else "–"]
             for name, r in setup.search_space().items()]

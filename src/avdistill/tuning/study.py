@@ -10,9 +10,10 @@ Trials live in a database (SQLite by default; any URL SQLAlchemy knows, e.g. Pos
 several machines share a study). Finished trials are never rerun: a killed tune, started again,
 counts them and runs only the rest; several processes can work on one study at once. A trial whose
 process died stops sending heartbeats; after a grace period it is marked failed and its settings
-are queued again. The first trial runs the method's defaults (at the study's budget and fixed options),
-so the study scores its baseline exactly as it scores every draw. The sampler (TPE) is reseeded from the seed and the number of finished trials
-before every trial, so a resumed study draws what an uninterrupted one would have.
+are queued again. The first trial runs the method's defaults (at the study's budget and fixed
+options), so the study scores its baseline exactly as it scores every draw. The sampler (TPE) is
+reseeded from the seed and the number of finished trials before every trial, so a resumed study
+draws what an uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -65,11 +66,19 @@ class TuneSetup:
     heartbeat: int = 60  # seconds between a running trial's heartbeats; stale after 3 of them
     defaults_first: bool = True  # trial 0 runs the method's defaults, the baseline scored like every trial
 
+    def config(self, params: dict | None = None):
+        """The method's config of a trial drawing `params`: the budget's values, the fixed options, the draws."""
+        spec = get_method(self.method)
+        return make_config(spec, {**budget_options(spec, self.budget), **self.fixed, **(params or {})})
+
+    def options(self, params: dict | None = None) -> dict:
+        """Every method option of a trial drawing `params`, flat, as distill takes them (none: the defaults)."""
+        return flat_dict(self.config(params))
+
     def defaults(self) -> dict:
         """The method's defaults (at the budget and fixed options) of the searched options, where the range
         holds them; the baseline a study enqueues as its first trial."""
-        spec = get_method(self.method)
-        default = flat_dict(make_config(spec, {**budget_options(spec, self.budget), **self.fixed}))
+        default = self.options()
         return {name: default[name] for name, r in self.search_space().items() if r.holds(default[name])}
 
     def search_space(self) -> dict[str, SearchRange]:
@@ -177,7 +186,7 @@ class Objective:
         trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
         start = time.perf_counter()
         try:
-            config = make_config(self.spec, {**budget_options(self.spec, setup.budget), **options})
+            config = setup.config(params)
             watch = self._watch(trial, config)
             syn = distill(self.dataset, setup.method, setup.ipc, setup.seed, trial_dir, self.device, progress=False,
                           budget=setup.budget, watch=watch, **options)
