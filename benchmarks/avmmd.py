@@ -39,6 +39,8 @@ VARIANTS = {  # name -> (label, method, options); AV-MMD's defaults are the "mmd
     "mmd1000": ("+ joint MMD, λ_mmd 1000", "avmmd", {**BUDGET, "lam_mmd": 1000.0}),
     "marginal100": ("+ marginal MMD, λ_mmd 100", "avmmd", {**BUDGET, "lam_mmd": 100.0, "kernel": "marginal"}),
     "marginal1000": ("+ marginal MMD, λ_mmd 1000", "avmmd", {**BUDGET, "lam_mmd": 1000.0, "kernel": "marginal"}),
+    "bank1000": ("+ joint MMD 1000, trained bank encoders", "avmmd", {**BUDGET, "lam_mmd": 1000.0, "encoders": "bank"}),
+    "bankmean": ("mean only, trained bank encoders", "avmmd", {**BUDGET, "lam_mmd": 0.0, "encoders": "bank"}),
     "cov100": ("+ joint MMD 100 + cross-covariance 100", "avmmd", {**BUDGET, "lam_mmd": 100.0, "lam_cov": 100.0}),
     "mmdonly": ("joint MMD only, λ_mmd 100", "avmmd", {**BUDGET, "lam_mean": 0.0, "lam_mmd": 100.0}),
     "f2mean": ("mean only, factor 2 at every IPC", "avmmd", {**BUDGET, "lam_mmd": 0.0, "factor": 2}),

@@ -39,18 +39,24 @@ embedded at every iteration (no real-statistics cache), like DM/AVDD with ``--re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from avdistill.config import option, redefault
 from avdistill.errors import ConfigError
 from avdistill.factor import MAX_FACTOR
+from avdistill.methods.bank import BankConfig, entry_index, load_or_train_bank
 from avdistill.methods.base import RunContext, register_method
 from avdistill.methods.matching import Embeddings, MatchingConfig, MeanMatcher, distill_matching
 from avdistill.methods.real_means import random_encoders
 from avdistill.methods.synthesis import fitting_factor
 
 KERNELS = ("joint", "marginal")
+ENCODERS = ("random", "bank")
+# --encoders bank: DAVDD's pretrained bank without decouplers (AV-MMD matches the encoders' features
+# themselves), at DAVDD's default size and stopping epochs; the same cached bank as DAVDD's "no decoupling".
+BANK = BankConfig(decoupler="none")
 TERMS = ("mean", "mmd", "cov")
 
 
@@ -85,6 +91,11 @@ class AVMMDConfig(MatchingConfig):
     lam_mmd: float = option(100.0, "weight of the per-class MMD² of joint embeddings (0: off)",
                             "chosen on av-digits-hard validation among 0, 100, 1000")
     lam_cov: float = option(0.0, "weight of audio x visual cross-covariance matching (0: off)")
+    encoders: str = option("random", "embedding networks: 'random' (fresh random encoders every iteration, as DM "
+                                     "and AVDD) or 'bank' (a trained encoder pair of DAVDD's pretrained bank per "
+                                     "iteration)", choices=ENCODERS)
+    bank_dir: str = option("", "with --encoders bank: bank cache folder ('': $XDG_CACHE_HOME or ~/.cache, then "
+                               "avdistill/davdd-banks)")
 
     def factor_for(self, ipc: int, dataset) -> int:
         """The IDM factor of a run at `ipc`: --factor, or with 0 the automatic choice: 2 from --factor-from-ipc
@@ -209,7 +220,12 @@ def distill_avmmd(dataset, ipc: int, cfg: AVMMDConfig, run: RunContext):
     lam = weights(cfg)
     scales = parse_scales(cfg.bandwidths)
     prep = dataset.preprocessing
-    encoders = lambda iteration: random_encoders(cfg.encoder, prep, run.seed, iteration, run.device)  # noqa: E731
+    if cfg.encoders == "bank":
+        bank = load_or_train_bank(dataset, BANK, cfg.encoder, Path(cfg.bank_dir) if cfg.bank_dir else None,
+                                  run.device, run.progress)
+        encoders = lambda iteration: bank.entries[entry_index(run.seed, iteration, len(bank))].encoders  # noqa: E731
+    else:
+        encoders = lambda iteration: random_encoders(cfg.encoder, prep, run.seed, iteration, run.device)  # noqa: E731
 
     def step(matcher: MeanMatcher, iteration: int, audio: torch.Tensor, frames: torch.Tensor) -> dict:
         return avmmd_loss(matcher.embed(iteration, audio, frames), matcher.num_classes, lam, cfg.kernel, scales)
