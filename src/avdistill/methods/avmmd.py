@@ -102,7 +102,9 @@ class AVMMDConfig(MatchingConfig):
         on if every class has the 4 x IPC training pairs the packed initialisation takes, else 1."""
         if self.factor:
             return super().factor_for(ipc, dataset)
-        return fitting_factor(2, ipc, dataset) if ipc >= self.factor_from_ipc else 1
+        if ipc < self.factor_from_ipc:
+            return 1
+        return fitting_factor(2, ipc, dataset) if self.pack == "shrink" else 2
 
 
 # Declared ablation rows (`avdistill bench --ablations avmmd`): option overrides of the defaults.
