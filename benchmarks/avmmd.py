@@ -45,6 +45,8 @@ VARIANTS = {  # name -> (label, method, options); AV-MMD's defaults are the "mmd
     "r2mmd100": ("+ joint MMD 100, factor 2 by repeated packing", "avmmd", {**BUDGET, "lam_mmd": 100.0, "pack": "repeat"}),
     "r2mmd1000": ("+ joint MMD 1000, factor 2 by repeated packing", "avmmd",
                   {**BUDGET, "lam_mmd": 1000.0, "pack": "repeat"}),
+    "f3mmd1000": ("+ joint MMD 1000, factor 3 by repeated packing", "avmmd",
+                  {**BUDGET, "lam_mmd": 1000.0, "factor": 3, "pack": "repeat"}),
     "cov100": ("+ joint MMD 100 + cross-covariance 100", "avmmd", {**BUDGET, "lam_mmd": 100.0, "lam_cov": 100.0}),
     "mmdonly": ("joint MMD only, λ_mmd 100", "avmmd", {**BUDGET, "lam_mean": 0.0, "lam_mmd": 100.0}),
     "f2mean": ("mean only, factor 2 at every IPC", "avmmd", {**BUDGET, "lam_mmd": 0.0, "factor": 2}),
