@@ -112,11 +112,13 @@ def test_end_to_end_chooses_the_factor_per_ipc_and_logs_every_term(tiny_dataset_
     assert not torch.allclose(at_2.frames, start.frames, atol=1e-3)  # the set moved away from its init
 
 
-def test_automatic_factor_needs_the_ipc_and_the_real_pairs_to_pack(tiny_dataset):
+def test_automatic_factor_follows_the_ipc_and_the_packing_rule(tiny_dataset):
     from avdistill.methods.avmmd import AVMMDConfig
 
-    cfg = AVMMDConfig(factor_from_ipc=2)  # the tiny dataset has 12 training pairs per class
+    cfg = AVMMDConfig(factor_from_ipc=2, pack="shrink")  # the tiny dataset has 12 training pairs per class
     assert [cfg.factor_for(ipc, tiny_dataset) for ipc in (1, 2, 3, 4)] == [1, 2, 2, 1]  # 4 x 4 = 16 > 12
+    repeat = AVMMDConfig(factor_from_ipc=2)  # the default packs IPC 4 too, repeating pairs
+    assert [repeat.factor_for(ipc, tiny_dataset) for ipc in (1, 2, 3, 4)] == [1, 2, 2, 2]
     assert AVMMDConfig(factor=3).factor_for(1, tiny_dataset) == 3
 
 
