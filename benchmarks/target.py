@@ -128,7 +128,8 @@ def main() -> None:
     parser.add_argument("results", type=Path, help="results.json of the bench report")
     parser.add_argument("--commit", required=True, help="the commit the bench ran on")
     parser.add_argument("--method", default="avmmd", help="the new method")
-    parser.add_argument("--doc", type=Path, default=DOC, help="file whose 'comparison' and 'target' sections are written")
+    parser.add_argument("--doc", type=Path, default=DOC,
+                        help="file whose 'comparison' and 'target' sections are written")
     args = parser.parse_args()
     results = json.loads(args.results.read_text())
     write_section(args.doc, "comparison", comparison(results, args.commit))

@@ -36,8 +36,9 @@ def results(tmp_path: Path) -> Path:
     cells.append({"table": "main", "row": "whole data", "settings": {"method": "whole data", "head": "ensemble"},
                   "accuracies": [0.7, 0.7], "branch_accuracies": {"a": [0.5, 0.5], "v": [0.6, 0.6]}})
     path = tmp_path / "results.json"
-    path.write_text(json.dumps({"grid": {"data": "av-digits-hard", "methods": ["herding", "dm", "avdd", "davdd", "avmmd"],
-                                         "ipcs": [1, 10], "sets": 2, "runs": 2, "whole_data_runs": 2},
+    grid = {"data": "av-digits-hard", "methods": ["herding", "dm", "avdd", "davdd", "avmmd"], "ipcs": [1, 10],
+            "sets": 2, "runs": 2, "whole_data_runs": 2}
+    path.write_text(json.dumps({"grid": grid,
                                 "command": "avdistill bench ...", "cells": cells}))
     return path
 
