@@ -89,8 +89,8 @@ class AVMMDConfig(MatchingConfig):
     lr_frames: float = redefault(MatchingConfig, "lr_frames", 4.2, "AVDD's effective step: 0.2 x 21")
     init: str = redefault(MatchingConfig, "init", "herding", "as AVDD")
     factor: int = option(0, "IDM factor: each stored sample holds factor x factor downscaled samples "
-                            "(0: automatic, 2 from --factor-from-ipc on if every class has 4 x IPC training "
-                            "pairs, else 1)", minimum=0, maximum=MAX_FACTOR)
+                            "(0: automatic, 1 below --factor-from-ipc, else 2, packed as --pack says)",
+                       minimum=0, maximum=MAX_FACTOR)
     factor_from_ipc: int = option(10, "with --factor 0: the smallest IPC that gets factor 2", minimum=1)
     pack: str = redefault(MatchingConfig, "pack", "repeat", "AVDD shrinks the factor (shrink); chosen on "
                                                            "av-digits-hard validation at IPC 20")

@@ -16,7 +16,7 @@ from avdistill.augment import DEFAULT_STRATEGY, DSA
 from avdistill.config import nested, option
 from avdistill.data.dataset import AVDataset
 from avdistill.factor import MAX_FACTOR
-from avdistill.methods.initial_set import INITS, PACKINGS, HerdingInit, initial_synthetic
+from avdistill.methods.initial_set import INITS, PACKINGS, HerdingInit, initial_synthetic, smallest_class
 from avdistill.models import PRESETS
 from avdistill.searchspace import log_uniform, one_of, uniform
 
@@ -59,7 +59,7 @@ class SynthesisConfig:
 
 def fitting_factor(factor: int, ipc: int, dataset: AVDataset) -> int:
     """The largest IDM factor up to `factor` for which every class holds ipc x factor² training pairs (at least 1)."""
-    smallest = int(torch.bincount(dataset.train.labels, minlength=dataset.num_classes).min())
+    smallest = smallest_class(dataset)
     while factor > 1 and ipc * factor * factor > smallest:
         factor -= 1
     return factor
