@@ -112,11 +112,13 @@ def test_end_to_end_chooses_the_factor_per_ipc_and_logs_every_term(tiny_dataset_
     assert not torch.allclose(at_2.frames, start.frames, atol=1e-3)  # the set moved away from its init
 
 
-def test_automatic_factor_needs_the_ipc_and_the_real_pairs_to_pack(tiny_dataset):
+def test_automatic_factor_follows_the_ipc_and_the_packing_rule(tiny_dataset):
     from avdistill.methods.avmmd import AVMMDConfig
 
-    cfg = AVMMDConfig(factor_from_ipc=2)  # the tiny dataset has 12 training pairs per class
+    cfg = AVMMDConfig(factor_from_ipc=2, pack="shrink")  # the tiny dataset has 12 training pairs per class
     assert [cfg.factor_for(ipc, tiny_dataset) for ipc in (1, 2, 3, 4)] == [1, 2, 2, 1]  # 4 x 4 = 16 > 12
+    repeat = AVMMDConfig(factor_from_ipc=2)  # the default packs IPC 4 too, repeating pairs
+    assert [repeat.factor_for(ipc, tiny_dataset) for ipc in (1, 2, 3, 4)] == [1, 2, 2, 2]
     assert AVMMDConfig(factor=3).factor_for(1, tiny_dataset) == 3
 
 
@@ -148,7 +150,24 @@ def test_interrupted_run_resumes_to_the_same_result(tiny_dataset_file, tmp_path,
     assert read("resumed") == read("straight") and len(read("resumed")) == 6
 
 
+def test_bank_encoders_train_the_bank_once_and_match_in_its_feature_space(tiny_dataset_file, tmp_path):
+    banks = tmp_path / "banks"
+    run = lambda encoders: avdistill.distill(tiny_dataset_file, "avmmd", ipc=1, seed=2, init="real",  # noqa: E731
+                                             iterations=3, real_per_class=6, progress=False, encoders=encoders,
+                                             bank_dir=str(banks))
+    banked = run("bank")
+    entries = sorted(banks.rglob("entry*"))
+    assert len(entries) == 4  # DAVDD's bank size, trained on first use and cached
+    stamps = [e.stat().st_mtime_ns for e in entries]
+    again = run("bank")
+    assert [e.stat().st_mtime_ns for e in sorted(banks.rglob("entry*"))] == stamps  # reused, not retrained
+    assert torch.equal(again.frames, banked.frames) and torch.equal(again.audio, banked.audio)
+    assert not torch.equal(run("random").frames, banked.frames)  # other encoders, other gradients
+    assert banked.meta["config"]["encoders"] == "bank"
+
+
 @pytest.mark.parametrize("options, words", [
+    ({"encoders": "pretrained"}, "--encoders must be one of random, bank"),
     ({"bandwidths": "1,x"}, "--bandwidths must be comma-separated positive numbers"),
     ({"bandwidths": "0"}, "--bandwidths must be comma-separated positive numbers"),
     ({"kernel": "sum"}, "--kernel must be one of joint, marginal"),

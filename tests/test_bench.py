@@ -49,6 +49,13 @@ def test_bench_grid_report_and_cache(tiny_dataset_file, tmp_path, capsys, monkey
     summary = json.loads((out / "results.json").read_text())
     dm2 = [c for c in summary["cells"] if c["settings"].get("method") == "dm" and c["settings"].get("ipc") == 2]
     assert sum(len(c["accuracies"]) for c in dm2) == 4
+    # An ensemble-only grid still has A and V columns: the ensemble's branches, recorded per run in each cell.
+    assert "| IPC 2 A " in report and "| IPC 2 V " in report and "the ensemble's audio branch alone" in report
+    branch_a = [100 * a for c in dm2 for a in c["branch_accuracies"]["a"]]
+    dm_row = next(line for line in report.splitlines() if line.startswith("| dm (synthesis)"))
+    header = next(line for line in report.splitlines() if line.startswith("| method"))
+    column = [h.strip() for h in header.split("|")].index("IPC 2 A")
+    assert dm_row.split("|")[column].strip().startswith(f"{sum(branch_a) / len(branch_a):.2f}")
     # Pictures of the synthesis method (dm, not the random coreset) at the largest IPC, linked relatively.
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", (out / "report.md").read_text())
     assert sorted(links) == sorted(f"pictures/dm-ipc2/{n}.png" for n in ("frames", "spectrograms", "losses",

@@ -40,6 +40,9 @@ def test_distill_then_evaluate_on_a_prepared_file(tiny_dataset_file, tmp_path, c
     assert "IPC 2" in table and "Whole data" in table
     report = json.loads((tmp_path / "eval.json").read_text())
     assert [len(r["accuracies"]) for r in report["results"]] == [2, 2]
+    # The ensemble's audio and visual halves are printed as rows of their own, from the same runs.
+    assert "ensemble: audio-only branch" in table and "ensemble: visual-only branch" in table
+    assert [len(r["branch_accuracies"]["v"]) for r in report["results"]] == [2, 2]
     assert report["eval_config"]["epochs"] == 2
 
 

@@ -92,6 +92,23 @@ def test_files_without_factor_load_as_factor_one_and_bad_factors_are_refused(tin
         load_synthetic(tmp_path / "bad.safetensors")
 
 
+def test_repeat_packing_keeps_the_factor_and_uses_every_pair_before_any_twice(tiny_dataset):
+    """12 training pairs per class, IPC 4 at factor 2 needs 16: with repeat, the 12 picks of pick_real's draw
+    and then its first 4 again, packed in that order."""
+    audio, frames, labels = initial_synthetic(tiny_dataset, ipc=4, init="real", seed=3, factor=2, repeat=True)
+    assert frames.shape == (16, 1, 16, 16) and labels.tolist() == [c for c in range(4) for _ in range(4)]
+    picks = pick_real(tiny_dataset, 12, 3).view(4, 12)
+    cycled = torch.cat([picks, picks[:, :4]], dim=1).reshape(-1)
+    real_audio, real_frames, _ = tiny_dataset.model_inputs(tiny_dataset.train.subset(cycled))
+    assert torch.allclose(frames, pack(real_frames, 2)) and torch.allclose(audio, pack(real_audio, 2))
+    # Where the class holds enough pairs, repeat changes nothing.
+    fits = initial_synthetic(tiny_dataset, ipc=2, init="real", seed=3, factor=2, repeat=True)
+    assert torch.equal(fits[1], initial_synthetic(tiny_dataset, ipc=2, init="real", seed=3, factor=2)[1])
+    repeated = distill(tiny_dataset, "avdd", ipc=4, seed=0, progress=False, iterations=1, init="real", factor=2,
+                       real_per_class=4, pack="repeat")
+    assert repeated.factor == 2 and len(repeated.training_pairs()[2]) == 4 * 4 * 4
+
+
 def test_a_factor_that_cannot_pack_the_classes_shrinks_to_one_that_can(tiny_dataset):
     """12 training pairs per class: factor 2 packs IPC 3 (12 pairs) but not IPC 4 (16), which runs at factor 1
     and says so in the set, keeping the option as given."""

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from avdistill.errors import ConfigError
 from avdistill.evaluation import EvalConfig
+from avdistill.evaluation.protocol import evaluate_runs
+from avdistill.evaluation.protocol import test_accuracies as accuracies_of
 from avdistill.evaluation.protocol import test_accuracy as accuracy_of
 from avdistill.training import train_networks
 from avdistill.models.heads import HEADS, AttentionHead, ConcatHead, SumHead
@@ -100,3 +102,31 @@ def test_every_head_trains_deterministically_under_a_seed(tiny_dataset):
         b = train_networks(tiny_dataset.train, tiny_dataset, cfg, seed=3)[2]
         for (pname, pa), pb in zip(a.named_parameters(), b.parameters()):
             assert torch.equal(pa, pb), f"{name}: {pname} differs between two runs with one seed"
+
+
+def test_the_ensembles_branches_train_exactly_as_the_single_modality_heads(tiny_dataset):
+    """The ensemble's loss is a sum over branches with no shared parameter, and each branch starts from the
+    single-modality head's initial weights: so its audio (visual) half *is* the audio-only (visual-only) run,
+    and the per-branch accuracies the protocol records are those heads' accuracies, bit for bit."""
+    cfg = EvalConfig(epochs=2, batch_size=16, head="ensemble")
+    f_audio, f_visual, ensemble = train_networks(tiny_dataset.train, tiny_dataset, cfg, seed=5)
+    audio_only = train_networks(tiny_dataset.train, tiny_dataset, EvalConfig(epochs=2, batch_size=16, head="a"), 5)
+    visual_only = train_networks(tiny_dataset.train, tiny_dataset, EvalConfig(epochs=2, batch_size=16, head="v"), 5)
+    for trained, single in ((f_audio, audio_only[0]), (ensemble.audio, audio_only[2].classifier),
+                            (f_visual, visual_only[1]), (ensemble.visual, visual_only[2].classifier)):
+        for pa, pb in zip(trained.parameters(), single.parameters(), strict=True):
+            assert torch.equal(pa, pb)
+    scores = accuracies_of(f_audio, f_visual, ensemble, tiny_dataset, 7)
+    assert scores["a"] == accuracy_of(*audio_only, tiny_dataset, 7)
+    assert scores["v"] == accuracy_of(*visual_only, tiny_dataset, 7)
+    assert scores["head"] == accuracy_of(f_audio, f_visual, ensemble, tiny_dataset, 7)
+
+
+def test_protocol_records_branch_accuracies_only_for_a_head_with_branches(tiny_dataset):
+    ensemble = evaluate_runs(tiny_dataset.train, tiny_dataset, EvalConfig(epochs=1, batch_size=16), runs=2,
+                             progress=False)
+    audio = evaluate_runs(tiny_dataset.train, tiny_dataset, EvalConfig(epochs=1, batch_size=16, head="a"), runs=2,
+                          progress=False)
+    assert sorted(ensemble.branches) == ["a", "v"] and len(ensemble.branches["a"]) == 2
+    assert ensemble.branches["a"] == audio.accuracies
+    assert audio.branches == {}

@@ -39,12 +39,18 @@ def main(argv: list[str] | None = None) -> int:
         {"prepare": prepare.run, "evaluate": evaluate.run, "show": show.run, "export": export.run,
          "bench": bench.run, "demo": demo.run}[args.command](args)
     except AVDistillError as exc:
-        print(f"avdistill: error{_process()}: {exc}", file=sys.stderr)
+        _say(f"avdistill: error{_process()}: {exc}")
         return 2
     except KeyboardInterrupt:
-        print("avdistill: interrupted (a rerun with the same --out resumes from the last checkpoint)", file=sys.stderr)
+        _say("avdistill: interrupted (a rerun with the same --out resumes from the last checkpoint)")
         return 130
     return 0
+
+
+def _say(line: str) -> None:
+    """`line` on stderr in one write: stderr is unbuffered, so print's separate write of the newline would let
+    the processes of a torchrun run, which share the pipe, merge their lines into one."""
+    sys.stderr.write(line + "\n")
 
 
 def _with_config_file(parser, command_parser, args, argv):

@@ -101,6 +101,8 @@ def run(args) -> None:
     for record in records:
         if "accuracies" in record:
             accuracies.setdefault(record["table"], {})[record["row"]] = record["accuracies"]
+            for branch, values in record.get("branch_accuracies", {}).items():  # the ensemble's A and V halves
+                accuracies.setdefault(f"{record['table']}: {HEAD_NAMES[branch]} branch", {})[record["row"]] = values
         else:
             retrievals[row(record["settings"]["eval"]["encoder"], record["row"])] = RetrievalResult(record["retrieval"])
     if accuracies:

@@ -39,8 +39,12 @@ class EvalConfig(TrainConfig):
 
 @dataclass
 class EvalResult:
+    """Accuracies of the runs; `branches`: for a head with branches (the ensemble), each branch's accuracy
+    alone per run ({"a": [...], "v": [...]}), i.e. the audio-only and visual-only heads' (see EnsembleHead)."""
+
     accuracies: list[float]
     config: dict = field(default_factory=dict)
+    branches: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def mean(self) -> float:
@@ -55,28 +59,37 @@ class EvalResult:
 
 
 def train_and_test(train, dataset: AVDataset, cfg: EvalConfig, seed: int, device: str = "cpu",
-                   progress: bool = False) -> float:
-    """One run: train fresh networks on `train`, return top-1 accuracy on the real split `cfg.on`."""
+                   progress: bool = False) -> dict[str, float]:
+    """One run: train fresh networks on `train`; top-1 accuracies on the real split `cfg.on` (see test_accuracies)."""
     f_audio, f_visual, head = train_networks(train, dataset, cfg, seed, device, progress)
-    return test_accuracy(f_audio, f_visual, head, dataset, cfg.test_batch, device, cfg.on)
+    return test_accuracies(f_audio, f_visual, head, dataset, cfg.test_batch, device, cfg.on)
 
 
 @torch.no_grad()
-def test_accuracy(f_audio, f_visual, head, dataset: AVDataset, batch_size: int, device: str = "cpu",
-                  on: str = "test") -> float:
-    """Top-1 accuracy on the real split `on` ("test" or "val"); an encoder given as None is not run."""
+def test_accuracies(f_audio, f_visual, head, dataset: AVDataset, batch_size: int, device: str = "cpu",
+                    on: str = "test") -> dict[str, float]:
+    """Top-1 accuracy on the real split `on` ("test" or "val") of the head ("head") and, for a head with
+    branches, of each branch alone ("a", "v"); an encoder given as None is not run."""
     networks = [net for net in (f_audio, f_visual, head) if net is not None]
     for net in networks:
         net.eval()
     split = dataset.split(on)
     batch, _ = batches(split, dataset, device)
-    correct = 0
+    correct = {"head": 0, **{b: 0 for b in getattr(head, "branches", ())}}
     for idx in torch.arange(len(split)).split(batch_size):
         audio, frames, labels = batch(idx)
         outputs = head(f_audio(audio) if f_audio is not None else None,
                        f_visual(frames) if f_visual is not None else None)
-        correct += int((head.predict(outputs).argmax(1) == labels).sum())
-    return correct / len(split)
+        probs = {"head": head.predict(outputs), **(head.branch_predict(outputs) if len(correct) > 1 else {})}
+        for name, p in probs.items():
+            correct[name] += int((p.argmax(1) == labels).sum())
+    return {name: n / len(split) for name, n in correct.items()}
+
+
+def test_accuracy(f_audio, f_visual, head, dataset: AVDataset, batch_size: int, device: str = "cpu",
+                  on: str = "test") -> float:
+    """The head's top-1 accuracy on the real split `on`."""
+    return test_accuracies(f_audio, f_visual, head, dataset, batch_size, device, on)["head"]
 
 
 def evaluate_runs(train, dataset: AVDataset, cfg: EvalConfig | None = None, runs: int = 3, seed: int = 0,
@@ -86,6 +99,7 @@ def evaluate_runs(train, dataset: AVDataset, cfg: EvalConfig | None = None, runs
     dataset.split(cfg.on)  # a missing validation split fails before any training
     if runs < 1:
         raise ConfigError(f"runs must be >= 1, got {runs}")
-    accuracies = [train_and_test(train, dataset, cfg, seed=derive_seed(seed, "encoders", 10_000 + r), device=device)
-                  for r in tqdm(range(runs), desc=desc, disable=not progress, dynamic_ncols=True)]
-    return EvalResult(accuracies, {"runs": runs, "seed": seed, **dataclasses.asdict(cfg)})
+    scores = [train_and_test(train, dataset, cfg, seed=derive_seed(seed, "encoders", 10_000 + r), device=device)
+              for r in tqdm(range(runs), desc=desc, disable=not progress, dynamic_ncols=True)]
+    branches = {name: [s[name] for s in scores] for name in scores[0] if name != "head"}
+    return EvalResult([s["head"] for s in scores], {"runs": runs, "seed": seed, **dataclasses.asdict(cfg)}, branches)

@@ -118,7 +118,8 @@ def run_cells(cells: list[Cell], dataset: AVDataset, device: str = "cpu", progre
             result = evaluate(syn, dataset, cell.runs, cell.seed, cell.config, device, progress=False)
             timing = {"distill_seconds": syn.meta.get("wall_seconds"), "cache_seconds": syn.meta.get("cache_seconds"),
                       "peak_memory_mib": syn.meta.get("peak_memory_mib")}
-        return {"accuracies": result.accuracies, **timing,
+        branches = {"branch_accuracies": result.branches} if result.branches else {}
+        return {"accuracies": result.accuracies, **branches, **timing,
                 "evaluate_seconds": round(time.perf_counter() - start, 2), "versions": versions()}
 
     records = []

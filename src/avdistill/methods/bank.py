@@ -267,6 +267,11 @@ def bank_cache(dataset: AVDataset, cfg: BankConfig, encoder: str, root: Path | N
                        BANK_CODE, (root or user_cache_dir("davdd-banks")) if dataset.checksum else None)
 
 
+def entry_index(seed: int, iteration: int, entries: int) -> int:
+    """The bank entry a run with `seed` matches in at `iteration` (drawn, so every entry serves every class)."""
+    return int(torch.randint(entries, (1,), generator=generator(seed, "bank_entry", iteration)))
+
+
 def load_or_train_bank(dataset: AVDataset, cfg: BankConfig, encoder: str = "small", root: Path | None = None,
                        device: str = "cpu", progress: bool = False) -> Bank:
     """The bank of `cfg` for `dataset`: each entry loaded from the cache under `root`, or trained and cached there."""

@@ -47,12 +47,11 @@ import torch.nn.functional as F
 
 from avdistill.config import nested, option, redefault
 from avdistill.errors import ConfigError
-from avdistill.methods.bank import Bank, BankConfig, BankEntry, load_or_train_bank
+from avdistill.methods.bank import Bank, BankConfig, BankEntry, entry_index, load_or_train_bank
 from avdistill.methods.base import RunContext, register_method
 from avdistill.methods.matching import (Embeddings, MatchingConfig, MeanMatcher, class_means, distill_matching,
                                         mean_matching_loss)
 from avdistill.searchspace import log_uniform, one_of, uniform
-from avdistill.seeding import generator
 
 TERMS = ("private", "cim", "sample", "dist")
 
@@ -174,10 +173,6 @@ class Prototypes:
             bank[k] = self.momentum * bank[k] + (1 - self.momentum) * batch if seen else batch
         self.state["prototypes_seen"][k] = 1.0
         return self.state["prototypes_audio"][k], self.state["prototypes_visual"][k]
-
-
-def entry_index(seed: int, iteration: int, entries: int) -> int:
-    return int(torch.randint(entries, (1,), generator=generator(seed, "bank_entry", iteration)))
 
 
 def davdd_step(bank: Bank, prototypes: Prototypes, lam: dict[str, float], seed: int):

@@ -16,7 +16,7 @@ from avdistill.augment import DEFAULT_STRATEGY, DSA
 from avdistill.config import nested, option
 from avdistill.data.dataset import AVDataset
 from avdistill.factor import MAX_FACTOR
-from avdistill.methods.initial_set import INITS, HerdingInit, initial_synthetic
+from avdistill.methods.initial_set import INITS, PACKINGS, HerdingInit, initial_synthetic, smallest_class
 from avdistill.models import PRESETS
 from avdistill.searchspace import log_uniform, one_of, uniform
 
@@ -38,6 +38,9 @@ class SynthesisConfig:
                        choices=INITS, search=one_of("real", "herding"))
     factor: int = option(1, "IDM factor: each stored sample holds factor x factor downscaled samples (1: off)",
                          minimum=1, maximum=MAX_FACTOR, search=one_of(1, 2))
+    pack: str = option("shrink", "a class with fewer than IPC x factor² training pairs to pack: 'shrink' (run at the "
+                                 "largest factor that fits) or 'repeat' (keep the factor, repeat the class's pairs "
+                                 "in the init's order)", choices=PACKINGS)
     herding: HerdingInit = nested(HerdingInit)
     encoder: str = option("small", "encoder preset: 'small' (CPU, small inputs) or 'avdd' (the paper's ConvNets)",
                           choices=tuple(PRESETS), what="encoder preset")
@@ -50,12 +53,13 @@ class SynthesisConfig:
         per class runs at factor 1). The papers' code has no such case (it indexes past the class); stopping
         with an error would leave IPC 20 unreachable on small datasets, so the run goes on and records the
         factor it used (a method may also choose it per IPC, e.g. AV-MMD)."""
-        return fitting_factor(self.factor, ipc, dataset) if self.init != "noise" else self.factor
+        return fitting_factor(self.factor, ipc, dataset) if self.init != "noise" and self.pack == "shrink" \
+            else self.factor
 
 
 def fitting_factor(factor: int, ipc: int, dataset: AVDataset) -> int:
     """The largest IDM factor up to `factor` for which every class holds ipc x factor² training pairs (at least 1)."""
-    smallest = int(torch.bincount(dataset.train.labels, minlength=dataset.num_classes).min())
+    smallest = smallest_class(dataset)
     while factor > 1 and ipc * factor * factor > smallest:
         factor -= 1
     return factor
@@ -64,4 +68,5 @@ def fitting_factor(factor: int, ipc: int, dataset: AVDataset) -> int:
 def starting_set(dataset: AVDataset, ipc: int, cfg: SynthesisConfig, seed: int,
                  progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The set a synthesis method starts from: `cfg`'s init, IDM factor and herding feature networks."""
-    return initial_synthetic(dataset, ipc, cfg.init, seed, cfg.factor, cfg.herding, cfg.encoder, progress)
+    return initial_synthetic(dataset, ipc, cfg.init, seed, cfg.factor, cfg.herding, cfg.encoder, progress,
+                             repeat=cfg.pack == "repeat")

@@ -134,11 +134,20 @@ class AttentionHead(nn.Module):
 
 
 class EnsembleHead(nn.Module):
+    """Two single-modality classifiers trained together. The loss is the sum of their cross-entropies and
+    they share no parameter, so each branch trains exactly as the audio-only (visual-only) head would:
+    its accuracy alone (:meth:`branch_predict`) is that head's, without a second training run. Each
+    branch's initial weights are drawn from the same random state, the one the single-modality head
+    draws from under the same seed, so the equality is exact (tests/test_heads.py)."""
+
     modalities = ("audio", "visual")
+    branches = ("a", "v")
 
     def __init__(self, audio_dim: int, visual_dim: int, num_classes: int, **_):
         super().__init__()
+        state = torch.random.get_rng_state()
         self.audio = nn.Linear(audio_dim, num_classes)
+        torch.random.set_rng_state(state)
         self.visual = nn.Linear(visual_dim, num_classes)
 
     def forward(self, f_audio: torch.Tensor, f_visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,6 +161,11 @@ class EnsembleHead(nn.Module):
         """Class probabilities [N, C]."""
         logits_audio, logits_visual = outputs
         return 0.5 * (logits_audio.softmax(1) + logits_visual.softmax(1))
+
+    def branch_predict(self, outputs) -> dict[str, torch.Tensor]:
+        """Class probabilities [N, C] of each branch alone: {"a": audio, "v": visual}."""
+        logits_audio, logits_visual = outputs
+        return {"a": logits_audio.softmax(1), "v": logits_visual.softmax(1)}
 
 
 HEADS = {"a": AudioOnlyHead, "v": VisualOnlyHead, "concat": ConcatHead, "sum": SumHead,

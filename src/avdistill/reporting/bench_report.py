@@ -35,8 +35,12 @@ def _matches(cell: dict, match: dict) -> bool:
     return all((cell[k] if k in ("table", "row") else cell["settings"].get(k)) == v for k, v in match.items())
 
 
-def pool(cells: list[dict], **match) -> list[float]:
-    """All accuracies of the cells matching `match` (keys: table, row, or any setting)."""
+def pool(cells: list[dict], branch: str = "", **match) -> list[float]:
+    """All accuracies of the cells matching `match` (keys: table, row, or any setting); with `branch`
+    ("a" or "v"), those of that branch alone of the cells' ensemble heads (see EnsembleHead)."""
+    if branch:
+        return [a for c in cells if branch in c.get("branch_accuracies", {}) and _matches(c, match)
+                for a in c["branch_accuracies"][branch]]
     return [a for c in cells if "accuracies" in c and _matches(c, match) for a in c["accuracies"]]
 
 
@@ -95,19 +99,29 @@ def _settings(grid) -> list[str]:
 
 def _main_table(grid, cells: list[dict]) -> list[str]:
     fusion = av_head(grid.heads)
-    modalities = [h for h in ("a", "v") if h in grid.heads] + ([fusion] if fusion not in ("a", "v") else [])
+    # A and V: their own heads' cells when evaluated, else the ensemble's branches (the same trainings, exactly)
+    branches = fusion == "ensemble" and not {"a", "v"} & set(grid.heads)
+    modalities = [h for h in ("a", "v") if h in grid.heads or branches] + ([fusion] if fusion not in ("a", "v") else [])
     label = lambda h: {"a": "A", "v": "V"}.get(h, f"AV ({HEAD_NAMES[h]})")  # noqa: E731
+
+    def accuracies(h: str, **match) -> list[float]:
+        return pool(cells, head=h, **match) if h in grid.heads else pool(cells, branch=h, head=fusion, **match)
+
     columns = [f"IPC {k} {label(h)}" for k in grid.ipcs for h in modalities]
     main: dict[str, dict[str, list[float]]] = {}
     for kind in ("coreset", "synthesis"):
         for m in (m for m in grid.methods if get_method(m).kind == kind):
             main[f"{m} ({kind})"] = {f"IPC {k} {label(h)}": acc for k in grid.ipcs for h in modalities
-                                     if (acc := pool(cells, table="main", method=m, ipc=k, head=h))}
-    whole = {h: pool(cells, method=WHOLE_DATA, head=h) for h in modalities}
+                                     if (acc := accuracies(h, table="main", method=m, ipc=k))}
+    whole = {h: accuracies(h, method=WHOLE_DATA) for h in modalities}
     if any(whole.values()):
         main[WHOLE_DATA] = {f"IPC {k} {label(h)}": whole[h] for k in grid.ipcs for h in modalities if whole[h]}
+    heads = ("A = the ensemble's audio branch alone, V = its visual branch alone (each trains exactly as the "
+             "audio-only / visual-only head would: the ensemble's loss is the sum of the branches' losses), "
+             "AV = the ensemble head" if branches else
+             f"A = audio-only head, V = visual-only head, AV = the {HEAD_NAMES[fusion]} head")
     return ["## Main table", "",
-            f"A = audio-only head, V = visual-only head, AV = the {HEAD_NAMES[fusion]} head. Coresets select real "
+            f"{heads}. Coresets select real "
             "pairs; synthesis methods optimise them; whole data trains on the full training split (one upper "
             "bound, repeated under every IPC).", "",
             accuracy_table(main, columns, counts=True), ""]

@@ -1,0 +1,141 @@
+"""Issue 20's comparison and target, from one ``avdistill bench`` report's results.json.
+
+Writes two sections of a Markdown file (default docs/AVMMD.md), nothing typed by hand:
+
+- ``comparison``: every method at every IPC: the AV (ensemble) accuracy, its audio and visual
+  branches alone (A, V: the audio-only and visual-only heads' runs, see EnsembleHead), cross-modal
+  retrieval R@1 in both directions when the bench ran ``--retrieval``, and each set's cold
+  distillation seconds and peak memory;
+- ``target``: the criteria of the issue for the new method (``--method``): at every IPC a lead of at
+  least 2 points over the best of AVDD and DAVDD with the gap above both standard deviations; above
+  herding and DM at the smallest IPC, the gap above both stds; cold seconds and peak memory per set
+  at most 1.5 x AVDD's (mean over the sets, measured in the same run).
+
+    python benchmarks/target.py docs/report-dev/results.json --commit SHA
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from docsection import write_section  # noqa: E402
+from headline import WHOLE, cold_seconds, fmt, peak_mib, per_set, pooled  # noqa: E402
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "AVMMD.md"
+RIVALS = ("avdd", "davdd")  # the papers' audio-visual methods the new one must beat at every IPC
+SMALL_IPC_RIVALS = ("herding", "dm")  # and these at the smallest IPC
+MIN_LEAD = 2.0  # points
+MAX_RATIO = 1.5  # wall time and memory against AVDD's
+
+
+def branch_pool(results: dict, branch: str, head: str = "ensemble") -> dict[tuple[str, int | None], list[float]]:
+    """(method, ipc) -> every run's accuracy (%) of the ensemble's `branch` ("a" or "v") alone."""
+    out: dict[tuple[str, int | None], list[float]] = {}
+    for cell in results["cells"]:
+        s = cell["settings"]
+        if cell["table"] == "main" and s.get("head") == head and branch in cell.get("branch_accuracies", {}):
+            out.setdefault((s["method"], s.get("ipc")), []).extend(100 * a for a in cell["branch_accuracies"][branch])
+    return out
+
+
+def retrieval_pool(results: dict, direction: str) -> dict[tuple[str, int | None], list[float]]:
+    """(method, ipc) -> every retrieval run's R@1 (%) in `direction` ("a2v" or "v2a")."""
+    out: dict[tuple[str, int | None], list[float]] = {}
+    for cell in results["cells"]:
+        if cell["table"] == "main" and "retrieval" in cell:
+            key = (cell["settings"]["method"], cell["settings"].get("ipc"))
+            out.setdefault(key, []).extend(100 * run[direction]["R@1"] for run in cell["retrieval"])
+    return out
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def comparison(results: dict, commit: str) -> str:
+    grid = results["grid"]
+    columns = {"AV %": pooled(results, "ensemble"), "A %": branch_pool(results, "a"), "V %": branch_pool(results, "v"),
+               "R@1 A→V %": retrieval_pool(results, "a2v"), "R@1 V→A %": retrieval_pool(results, "v2a")}
+    columns = {name: values for name, values in columns.items() if values}
+    seconds, memory = per_set(results, "ensemble", cold_seconds), per_set(results, "ensemble", peak_mib)
+    header = ["method", "IPC", *columns, "cold s/set", "peak MiB"]
+    rows = [[m, str(k), *(fmt(v.get((m, k))) for v in columns.values()), fmt(seconds.get((m, k)), 0),
+             fmt(memory.get((m, k)), 0)] for k in grid["ipcs"] for m in grid["methods"]]
+    rows.append([WHOLE, "all", *(fmt(v.get((WHOLE, None))) for v in columns.values()), "–", "–"])
+    runs = f"{grid['sets']} synthetic sets × {grid['runs']} evaluation runs per cell"
+    return "\n".join([
+        f"Dataset `{grid['data']}`, test split, AVDD protocol, {runs} ({grid['whole_data_runs']} runs for whole "
+        "data); mean ± std (n). AV: the ensemble head; A and V: its audio and visual branch alone (each trains "
+        "exactly as the audio-only / visual-only head does); R@1: class-level cross-modal retrieval after "
+        "contrastive training on the set (docs/EVALUATION.md); cold s/set: wall seconds to distil one set, caches it "
+        "reused counted at their recorded cost; peak MiB: the process's peak resident memory while it did. "
+        f"Commit {commit}; commands:", "", "```bash", results["command"],
+        f"python benchmarks/target.py <report>/results.json --commit {commit}", "```", "",
+        *markdown(header, rows)])
+
+
+def beats(mine: list[float], theirs: list[float], lead: float = 0.0) -> tuple[float, bool]:
+    """(gap in points, whether it is at least `lead` and above both standard deviations)."""
+    gap = statistics.fmean(mine) - statistics.fmean(theirs)
+    return gap, gap >= lead and gap > max(statistics.pstdev(mine), statistics.pstdev(theirs))
+
+
+def target(results: dict, method: str) -> str:
+    ipcs = results["grid"]["ipcs"]
+    acc = pooled(results, "ensemble")
+    seconds, memory = per_set(results, "ensemble", cold_seconds), per_set(results, "ensemble", peak_mib)
+    rows = []
+
+    def verdict(ok: bool | None) -> str:
+        return "–" if ok is None else ("**yes**" if ok else "no")
+
+    for k in ipcs:
+        mine = acc.get((method, k))
+        rivals = [m for m in RIVALS if acc.get((m, k))]
+        if not mine or not rivals:
+            rows.append([f"≥ {MIN_LEAD:g} points over the best of AVDD and DAVDD, above both stds", str(k),
+                         "not measured", "–"])
+            continue
+        best = max(rivals, key=lambda m: statistics.fmean(acc[(m, k)]))
+        gap, ok = beats(mine, acc[(best, k)], MIN_LEAD)
+        rows.append([f"≥ {MIN_LEAD:g} points over the best of AVDD and DAVDD, above both stds", str(k),
+                     f"{fmt(mine)} vs {best} {fmt(acc[(best, k)])}: {gap:+.1f}", verdict(ok)])
+    small = min(ipcs)
+    for rival in SMALL_IPC_RIVALS:
+        mine, theirs = acc.get((method, small)), acc.get((rival, small))
+        if mine and theirs:
+            gap, ok = beats(mine, theirs)
+            rows.append([f"above {rival}, gap above both stds", str(small), f"{fmt(mine)} vs {fmt(theirs)}: {gap:+.1f}",
+                         verdict(ok)])
+    for name, values, unit in (("cold wall time per set", seconds, "s"), ("peak memory per set", memory, "MiB")):
+        for k in ipcs:
+            mine, avdd = values.get((method, k)), values.get(("avdd", k))
+            if mine and avdd:
+                ratio = statistics.fmean(mine) / statistics.fmean(avdd)
+                rows.append([f"{name} ≤ {MAX_RATIO:g} × AVDD's", str(k),
+                             f"{statistics.fmean(mine):.0f} vs {statistics.fmean(avdd):.0f} {unit}: {ratio:.2f} ×",
+                             verdict(ratio <= MAX_RATIO)])
+    return "\n".join(markdown(["criterion", "IPC", f"{method} vs rival (AV %, n = sets × runs)", "met?"], rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, help="results.json of the bench report")
+    parser.add_argument("--commit", required=True, help="the commit the bench ran on")
+    parser.add_argument("--method", default="avmmd", help="the new method")
+    parser.add_argument("--doc", type=Path, default=DOC,
+                        help="file whose 'comparison' and 'target' sections are written")
+    args = parser.parse_args()
+    results = json.loads(args.results.read_text())
+    write_section(args.doc, "comparison", comparison(results, args.commit))
+    write_section(args.doc, "target", target(results, args.method))
+    print((args.doc).read_text())
+
+
+if __name__ == "__main__":
+    main()
