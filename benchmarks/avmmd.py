@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -113,6 +114,28 @@ def report(args) -> str:
     return tabulate(rows, header, tablefmt="github") + f"\n\nCells computed at commit(s): {', '.join(commits)}."
 
 
+def copies(paths: list[str]) -> str:
+    """Per synthetic set: how many pairs of its expanded training samples are exact copies (frames, spectrograms),
+    the nearest two frames of a class, and the median distance between a class's frames (pixel L2, model space).
+    Packing with repetition starts with copies; this tells whether the matching separated them."""
+    rows = []
+    for path in paths:
+        audio, frames, labels = load_synthetic(path).training_pairs()
+        same_f, same_a, nearest, median = [], [], [], []
+        for c in labels.unique():
+            f, a = frames[labels == c].flatten(1), audio[labels == c].flatten(1)
+            i, j = torch.triu_indices(len(f), len(f), 1)
+            df, da = torch.cdist(f, f)[i, j], torch.cdist(a, a)[i, j]
+            same_f.append(int((df < 1e-4).sum()))
+            same_a.append(int((da < 1e-4).sum()))
+            nearest.append(float(df.min()))
+            median.append(float(df.median()))
+        rows.append([path, f"{min(same_f)}-{max(same_f)}", f"{min(same_a)}-{max(same_a)}",
+                     f"{min(nearest):.1f}-{max(nearest):.1f}", f"{statistics.fmean(median):.1f}"])
+    return tabulate(rows, ["set", "copied frame pairs per class", "copied spectrogram pairs per class",
+                           "nearest frames of a class", "median frame distance"], tablefmt="github")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default="av-digits-hard")
@@ -123,8 +146,12 @@ def main(argv=None) -> None:
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--out", default="runs/avmmd-select")
     p.add_argument("--report", action="store_true")
+    p.add_argument("--copies", nargs="+", metavar="SET", help="count the copies left in these synthetic sets, and stop")
     p.add_argument("--doc", help="with --report: also write the table into this Markdown file's 'avmmd-val' section")
     args = p.parse_args(argv)
+    if args.copies:
+        print(copies(args.copies))
+        return
     if args.report:
         text = report(args)
         print(text)
