@@ -59,7 +59,10 @@ def initial_synthetic(dataset: AVDataset, ipc: int, init: str, seed: int, factor
         return torch.randn(len(labels), *prep.audio_shape, generator=g), \
             torch.randn(len(labels), *prep.frame_shape, generator=g), labels
     per_class = ipc * factor * factor
-    check_class_sizes(dataset, 1) if repeat else check_class_sizes(dataset, ipc, factor)
+    if repeat:
+        check_class_sizes(dataset, 1)
+    else:
+        check_class_sizes(dataset, ipc, factor)
     picked = min(per_class, smallest_class(dataset)) if repeat else per_class
     if init == "real":
         indices = pick_real(dataset, picked, seed)
