@@ -24,14 +24,21 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 WHOLE = "whole data"
 
 
-def pooled(results: dict, head: str) -> dict[tuple[str, int | None], list[float]]:
-    """(method, ipc) -> the accuracies of every set and run of the main table's `head` cells, in %."""
+def pooled(results: dict, head: str, branch: str = "") -> dict[tuple[str, int | None], list[float]]:
+    """(method, ipc) -> the accuracies of every set and run of the main table's `head` cells, in %; with
+    `branch` ("a" or "v"), those of that branch of the head alone (the ensemble's, see EnsembleHead)."""
     out: dict[tuple[str, int | None], list[float]] = {}
     for cell in results["cells"]:
         s = cell["settings"]
-        if cell["table"] == "main" and s.get("head") == head and "accuracies" in cell:
-            out.setdefault((s["method"], s.get("ipc")), []).extend(100 * a for a in cell["accuracies"])
+        accuracies = cell.get("branch_accuracies", {}).get(branch) if branch else cell.get("accuracies")
+        if cell["table"] == "main" and s.get("head") == head and accuracies is not None:
+            out.setdefault((s["method"], s.get("ipc")), []).extend(100 * a for a in accuracies)
     return out
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A GitHub Markdown table's lines."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
 def cold_seconds(cell: dict) -> float | None:
@@ -82,8 +89,7 @@ def section(results: dict, commit: str, head: str = "ensemble") -> str:
              *(fmt(memory.get((m, k)), 0) for k in ipcs)] for m in methods]
     whole = acc.get((WHOLE, None))
     rows.append([WHOLE, *([fmt(whole)] * len(ipcs)), *(["–"] * 2 * len(ipcs))])
-    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    table += ["| " + " | ".join(r) + " |" for r in rows]
+    table = markdown(header, rows)
     readings = []
     for k in ipcs:
         best, ties = within_noise_of_best(acc, methods, k)

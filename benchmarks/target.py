@@ -24,23 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docsection import write_section  # noqa: E402
-from headline import WHOLE, cold_seconds, fmt, peak_mib, per_set, pooled  # noqa: E402
+from headline import WHOLE, cold_seconds, fmt, markdown, peak_mib, per_set, pooled  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "AVMMD.md"
 RIVALS = ("avdd", "davdd")  # the papers' audio-visual methods the new one must beat at every IPC
 SMALL_IPC_RIVALS = ("herding", "dm")  # and these at the smallest IPC
 MIN_LEAD = 2.0  # points
 MAX_RATIO = 1.5  # wall time and memory against AVDD's
-
-
-def branch_pool(results: dict, branch: str, head: str = "ensemble") -> dict[tuple[str, int | None], list[float]]:
-    """(method, ipc) -> every run's accuracy (%) of the ensemble's `branch` ("a" or "v") alone."""
-    out: dict[tuple[str, int | None], list[float]] = {}
-    for cell in results["cells"]:
-        s = cell["settings"]
-        if cell["table"] == "main" and s.get("head") == head and branch in cell.get("branch_accuracies", {}):
-            out.setdefault((s["method"], s.get("ipc")), []).extend(100 * a for a in cell["branch_accuracies"][branch])
-    return out
 
 
 def retrieval_pool(results: dict, direction: str) -> dict[tuple[str, int | None], list[float]]:
@@ -53,13 +43,10 @@ def retrieval_pool(results: dict, direction: str) -> dict[tuple[str, int | None]
     return out
 
 
-def markdown(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
-
-
 def comparison(results: dict, commit: str) -> str:
     grid = results["grid"]
-    columns = {"AV %": pooled(results, "ensemble"), "A %": branch_pool(results, "a"), "V %": branch_pool(results, "v"),
+    columns = {"AV %": pooled(results, "ensemble"), "A %": pooled(results, "ensemble", "a"),
+               "V %": pooled(results, "ensemble", "v"),
                "R@1 A→V %": retrieval_pool(results, "a2v"), "R@1 V→A %": retrieval_pool(results, "v2a")}
     columns = {name: values for name, values in columns.items() if values}
     seconds, memory = per_set(results, "ensemble", cold_seconds), per_set(results, "ensemble", peak_mib)
