@@ -37,6 +37,9 @@ BUDGET = {"iterations": 100, "real_per_class": 64}  # the cpu budget of AVDD and
 # The rows before --pack existed ran with AVDD's rule (a class short of pairs shrinks the factor; only IPC 20 has
 # one here); they name it, so AV-MMD's later default (repeat) does not change what they measure.
 SHRINK = {**BUDGET, "pack": "shrink"}
+# The rows before --matched-per-class existed matched every expanded sample; they name it where the default (40)
+# would subsample (more than 40 expanded samples per class: factor 2 at IPC 20, factor 3 at IPC 10).
+ALL = {"matched_per_class": 0}
 VARIANTS = {  # name -> (label, method, options); AV-MMD's defaults are the "mmd" rows' choices
     "herding": ("Herding (av)", "herding", {}),
     "avdd": ("AVDD (factor 2, lr 0.2, λ = 10)", "avdd", BUDGET),
@@ -49,13 +52,17 @@ VARIANTS = {  # name -> (label, method, options); AV-MMD's defaults are the "mmd
     "bank1000": ("+ joint MMD 1000, trained bank encoders", "avmmd",
                  {**SHRINK, "lam_mmd": 1000.0, "encoders": "bank"}),
     "bankmean": ("mean only, trained bank encoders", "avmmd", {**SHRINK, "lam_mmd": 0.0, "encoders": "bank"}),
-    "r2mean": ("mean only, factor 2 by repeated packing", "avmmd", {**BUDGET, "lam_mmd": 0.0, "pack": "repeat"}),
+    "r2mean": ("mean only, factor 2 by repeated packing", "avmmd", {**BUDGET, **ALL, "lam_mmd": 0.0, "pack": "repeat"}),
     "r2mmd100": ("+ joint MMD 100, factor 2 by repeated packing", "avmmd",
-                 {**BUDGET, "lam_mmd": 100.0, "pack": "repeat"}),
+                 {**BUDGET, **ALL, "lam_mmd": 100.0, "pack": "repeat"}),
     "r2mmd1000": ("+ joint MMD 1000, factor 2 by repeated packing", "avmmd",
-                  {**BUDGET, "lam_mmd": 1000.0, "pack": "repeat"}),
+                  {**BUDGET, **ALL, "lam_mmd": 1000.0, "pack": "repeat"}),
+    "r2mmd1000k40": ("+ joint MMD 1000, factor 2 by repeated packing, 40 matched per class", "avmmd",
+                     {**BUDGET, "lam_mmd": 1000.0, "pack": "repeat", "matched_per_class": 40}),
     "f3mmd1000": ("+ joint MMD 1000, factor 3 by repeated packing", "avmmd",
-                  {**BUDGET, "lam_mmd": 1000.0, "factor": 3, "pack": "repeat"}),
+                  {**BUDGET, **ALL, "lam_mmd": 1000.0, "factor": 3, "pack": "repeat"}),
+    "f3mmd1000k40": ("+ joint MMD 1000, factor 3 by repeated packing, 40 matched per class", "avmmd",
+                     {**BUDGET, "lam_mmd": 1000.0, "factor": 3, "pack": "repeat", "matched_per_class": 40}),
     "cov100": ("+ joint MMD 100 + cross-covariance 100", "avmmd", {**SHRINK, "lam_mmd": 100.0, "lam_cov": 100.0}),
     "mmdonly": ("joint MMD only, λ_mmd 100", "avmmd", {**SHRINK, "lam_mean": 0.0, "lam_mmd": 100.0}),
     "f2mean": ("mean only, factor 2 at every IPC", "avmmd", {**SHRINK, "lam_mmd": 0.0, "factor": 2}),
