@@ -168,10 +168,10 @@ class MeanMatcher:
         audio, frames = [], []
         for c in classes:
             rows = torch.nonzero(self.stored_labels == c).flatten()
+            expanded = len(rows) * self.factor ** 2
             pick = slice(None)
-            if 0 < keep < len(rows) * self.factor ** 2:
-                g = generator(self.seed, "matched_subset", iteration, self.sampler.classes[c])
-                pick = torch.randperm(len(rows) * self.factor ** 2, generator=g)[:keep].sort().values.to(rows.device)
+            if 0 < keep < expanded:  # seeded by the class's global index: a class split draws the same subset
+                pick = matched_subset(expanded, keep, self.seed, iteration, self.sampler.classes[c]).to(rows.device)
             audio.append(expand(syn_audio[rows], self.factor)[pick])
             frames.append(expand(syn_frames[rows], self.factor)[pick])
         counts = [len(a) for a in audio]
@@ -211,6 +211,11 @@ class MeanMatcher:
             syn_v = encode(f_visual, self.augment, expand(syn_frames[rows], self.factor), seed, self.chunk).float()
         return ClassMeans(real_audio[c:c + 1], real_visual[c:c + 1], syn_a.mean(0, keepdim=True),
                           syn_v.mean(0, keepdim=True))
+
+
+def matched_subset(expanded: int, keep: int, seed: int, iteration: int, cls: int) -> torch.Tensor:
+    """Sorted indices of `keep` of a class's `expanded` synthetic samples: a pure function of (seed, step, class)."""
+    return torch.randperm(expanded, generator=generator(seed, "matched_subset", iteration, cls))[:keep].sort().values
 
 
 def distill_class_means(dataset: AVDataset, ipc: int, cfg: MeanMatchingConfig, run: RunContext,
