@@ -27,7 +27,7 @@ group's graph in memory. Each class matches a fresh seeded random subset of ``--
 (40) of its expanded samples per iteration where it has more (its mean and real-synthetic kernel
 terms estimated without bias). With factor 2 that is all of IPC 10's, so an iteration at IPC 20 costs
 one at IPC 10, not twice that: the issue's time bound (1.5 x AVDD's, which shrinks to factor 1 and
-matches 20 per class there) allows no more. Matching all 80 scored higher on validation; docs/AVMMD.md.
+matches 20 per class there) allows no more; on validation, matching all 80 was within noise of 40 (docs/AVMMD.md).
 
 Why a *product* kernel: exp(−d_a − d_v) = k_a · k_v is characteristic for the joint distribution of
 (audio, frame), so its MMD is zero only when the synthetic pairs are distributed like the real pairs,
