@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docsection import write_section  # noqa: E402
-from headline import WHOLE, cold_seconds, fmt, markdown, peak_mib, per_set, pooled  # noqa: E402
+from headline import WHOLE, cold_seconds, combine, fmt, markdown, peak_mib, per_set, pooled  # noqa: E402
 import cost  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "AVMMD.md"
@@ -48,25 +48,6 @@ def retrieval_pool(results: dict, direction: str) -> dict[tuple[str, int | None]
             key = (cell["settings"]["method"], cell["settings"].get("ipc"))
             out.setdefault(key, []).extend(100 * run[direction]["R@1"] for run in cell["retrieval"])
     return out
-
-
-def combine(reports: list[dict], commits: list[str]) -> tuple[dict, list[str]]:
-    """One results dict whose cells at each IPC, and of whole data, come from the last report that measured them;
-    and a line per report saying which rows it gave, with its commit and command."""
-    source: dict[int | None, int] = {}
-    for i, report in enumerate(reports):
-        for cell in report["cells"]:
-            source[cell["settings"].get("ipc")] = i
-    cells = [cell for i, report in enumerate(reports) for cell in report["cells"]
-             if source[cell["settings"].get("ipc")] == i]
-    grid = {**reports[0]["grid"], "ipcs": sorted(k for k in source if k is not None)}
-    lines = []
-    for i, (report, commit) in enumerate(zip(reports, commits)):
-        mine = sorted(k for k, j in source.items() if j == i and k is not None)
-        what = ", ".join(f"IPC {k}" for k in mine) + (" and whole data" if source.get(None) == i else "")
-        if what:
-            lines.append(f"{what}: commit {commit}, `{report['command']}`")
-    return {**reports[0], "grid": grid, "cells": cells}, lines
 
 
 def comparison(results: dict, sources: list[str]) -> str:
