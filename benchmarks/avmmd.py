@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from docsection import write_section  # noqa: E402
 import avdistill
 from avdistill.config import parse_ints, split_names
 from avdistill.evaluation import evaluate
-from avdistill.files import versions, write_json
+from avdistill.files import source_commit, versions, write_json
 from avdistill.synthetic import load_synthetic
 
 BUDGET = {"iterations": 100, "real_per_class": 64}  # the cpu budget of AVDD and AV-MMD, for every optimising row
@@ -71,10 +70,6 @@ VARIANTS = {  # name -> (label, method, options); AV-MMD's defaults are the "mmd
 }
 
 
-def commit() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-
-
 def cell(args, name: str, ipc: int, s: int) -> dict:
     path = Path(args.out) / "cells" / f"{name}-ipc{ipc}-set{s}-{args.on}.json"
     label, method, options = VARIANTS[name]
@@ -93,7 +88,7 @@ def cell(args, name: str, ipc: int, s: int) -> dict:
         print(f"{name} ipc {ipc} set {s}: distilled in {time.perf_counter() - start:.0f} s", flush=True)
     result = evaluate(syn, dataset, runs=args.runs, seed=s, on=args.on, progress=False)
     record = {"settings": settings, "label": label, "accuracies": result.accuracies,
-              "wall_seconds": syn.meta.get("wall_seconds", 0.0), "versions": versions(), "commit": commit()}
+              "wall_seconds": syn.meta.get("wall_seconds", 0.0), "versions": versions(), "commit": source_commit()}
     write_json(path, record)
     print(f"{name} ipc {ipc} set {s} on {args.on}: {100 * result.mean:.2f}", flush=True)
     return record
