@@ -36,7 +36,9 @@ bench: setup
 	$(PY) benchmarks/perf.py
 	$(VENV)/bin/avdistill $(BENCH_REPORT)
 	$(PY) benchmarks/headline.py docs/report-dev/results.json --commit $$(git rev-parse --short HEAD)
-	$(PY) benchmarks/target.py docs/report-dev/results.json --commit $$(git rev-parse --short HEAD)
+	$(PY) benchmarks/cost.py --ipc 1,10,20 --sets 3 --out runs/cost
+	$(PY) benchmarks/cost.py --report --out runs/cost --doc docs/AVMMD.md
+	$(PY) benchmarks/target.py docs/report-dev/results.json --commit $$(git rev-parse --short HEAD) --cost runs/cost
 
 # Issue 9's figures (docs/BENCHMARKS.md sections speed, flops, distributed, memory, precision); about 1.5 h on 2 cores.
 bench-scale: setup

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,13 +29,16 @@ from docsection import write_section  # noqa: E402
 import avdistill
 from avdistill.config import parse_ints, split_names
 from avdistill.evaluation import evaluate
-from avdistill.files import versions, write_json
+from avdistill.files import source_commit, versions, write_json
 from avdistill.synthetic import load_synthetic
 
 BUDGET = {"iterations": 100, "real_per_class": 64}  # the cpu budget of AVDD and AV-MMD, for every optimising row
 # The rows before --pack existed ran with AVDD's rule (a class short of pairs shrinks the factor; only IPC 20 has
 # one here); they name it, so AV-MMD's later default (repeat) does not change what they measure.
 SHRINK = {**BUDGET, "pack": "shrink"}
+# The rows before --matched-per-class existed matched every expanded sample; they name it where the default (40)
+# would subsample (more than 40 expanded samples per class: factor 2 at IPC 20, factor 3 at IPC 10).
+ALL = {"matched_per_class": 0}
 VARIANTS = {  # name -> (label, method, options); AV-MMD's defaults are the "mmd" rows' choices
     "herding": ("Herding (av)", "herding", {}),
     "avdd": ("AVDD (factor 2, lr 0.2, λ = 10)", "avdd", BUDGET),
@@ -49,23 +51,23 @@ VARIANTS = {  # name -> (label, method, options); AV-MMD's defaults are the "mmd
     "bank1000": ("+ joint MMD 1000, trained bank encoders", "avmmd",
                  {**SHRINK, "lam_mmd": 1000.0, "encoders": "bank"}),
     "bankmean": ("mean only, trained bank encoders", "avmmd", {**SHRINK, "lam_mmd": 0.0, "encoders": "bank"}),
-    "r2mean": ("mean only, factor 2 by repeated packing", "avmmd", {**BUDGET, "lam_mmd": 0.0, "pack": "repeat"}),
+    "r2mean": ("mean only, factor 2 by repeated packing", "avmmd", {**BUDGET, **ALL, "lam_mmd": 0.0, "pack": "repeat"}),
     "r2mmd100": ("+ joint MMD 100, factor 2 by repeated packing", "avmmd",
-                 {**BUDGET, "lam_mmd": 100.0, "pack": "repeat"}),
+                 {**BUDGET, **ALL, "lam_mmd": 100.0, "pack": "repeat"}),
     "r2mmd1000": ("+ joint MMD 1000, factor 2 by repeated packing", "avmmd",
-                  {**BUDGET, "lam_mmd": 1000.0, "pack": "repeat"}),
+                  {**BUDGET, **ALL, "lam_mmd": 1000.0, "pack": "repeat"}),
+    "r2mmd1000k40": ("+ joint MMD 1000, factor 2 by repeated packing, 40 matched per class", "avmmd",
+                     {**BUDGET, "lam_mmd": 1000.0, "pack": "repeat", "matched_per_class": 40}),
     "f3mmd1000": ("+ joint MMD 1000, factor 3 by repeated packing", "avmmd",
-                  {**BUDGET, "lam_mmd": 1000.0, "factor": 3, "pack": "repeat"}),
+                  {**BUDGET, **ALL, "lam_mmd": 1000.0, "factor": 3, "pack": "repeat"}),
+    "f3mmd1000k40": ("+ joint MMD 1000, factor 3 by repeated packing, 40 matched per class", "avmmd",
+                     {**BUDGET, "lam_mmd": 1000.0, "factor": 3, "pack": "repeat", "matched_per_class": 40}),
     "cov100": ("+ joint MMD 100 + cross-covariance 100", "avmmd", {**SHRINK, "lam_mmd": 100.0, "lam_cov": 100.0}),
     "mmdonly": ("joint MMD only, λ_mmd 100", "avmmd", {**SHRINK, "lam_mean": 0.0, "lam_mmd": 100.0}),
     "f2mean": ("mean only, factor 2 at every IPC", "avmmd", {**SHRINK, "lam_mmd": 0.0, "factor": 2}),
     "f2mmd100": ("+ joint MMD 100, factor 2 at every IPC", "avmmd", {**SHRINK, "lam_mmd": 100.0, "factor": 2}),
     "f1mmd100": ("+ joint MMD 100, factor 1 at every IPC", "avmmd", {**SHRINK, "lam_mmd": 100.0, "factor": 1}),
 }
-
-
-def commit() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 
 
 def cell(args, name: str, ipc: int, s: int) -> dict:
@@ -86,7 +88,7 @@ def cell(args, name: str, ipc: int, s: int) -> dict:
         print(f"{name} ipc {ipc} set {s}: distilled in {time.perf_counter() - start:.0f} s", flush=True)
     result = evaluate(syn, dataset, runs=args.runs, seed=s, on=args.on, progress=False)
     record = {"settings": settings, "label": label, "accuracies": result.accuracies,
-              "wall_seconds": syn.meta.get("wall_seconds", 0.0), "versions": versions(), "commit": commit()}
+              "wall_seconds": syn.meta.get("wall_seconds", 0.0), "versions": versions(), "commit": source_commit()}
     write_json(path, record)
     print(f"{name} ipc {ipc} set {s} on {args.on}: {100 * result.mean:.2f}", flush=True)
     return record

@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ import torch
 from avdistill.config import parse_ints
 from avdistill.data import load_dataset
 from avdistill.evaluation import evaluate
-from avdistill.files import versions, write_json
+from avdistill.files import source_commit, versions, write_json
 from avdistill.methods import distill, get_method
 from avdistill.methods.base import make_config
 from avdistill.methods.budgets import budget_options
@@ -78,7 +77,7 @@ def main() -> None:
         p.error("--out is required to measure a curve")
     points = sorted(parse_ints(args.iterations, "--iterations"))
     # the code that runs: taken at the start, as the checkout may move during a long run
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = source_commit()
     dataset = load_dataset(args.data)
     spec = get_method(args.method)
     labels = torch.arange(dataset.num_classes).repeat_interleave(args.ipc)

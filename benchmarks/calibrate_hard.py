@@ -22,7 +22,6 @@ import argparse
 import dataclasses
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from avdistill.data.embedded import embedded_path, with_speaker_validation
 from avdistill.data.hard import Degradation, degrade_dataset
 from avdistill.data.storage import dataset_digest, load_prepared
 from avdistill.evaluation import EvalConfig, evaluate, evaluate_whole_data
+from avdistill.files import source_commit
 from avdistill.files import versions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -54,12 +54,6 @@ def pct(xs: list[float]) -> str:
     return f"{100 * statistics.fmean(xs):.1f} ± {100 * statistics.pstdev(xs):.1f} (n={len(xs)})"
 
 
-def commit() -> str:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True, text=True).stdout
-    return head.strip() + (" (with uncommitted changes in src/)" if dirty.strip() else "")
-
-
 def random_sets(data, ipc: int, sets: int, runs: int, head: str, on: str) -> list[float]:
     accs = []
     for s in range(sets):
@@ -72,7 +66,7 @@ def choose(args) -> None:
     out = RESULTS / "calibration-val.jsonl"
     done = {r["candidate"]: r for r in map(json.loads, out.read_text().splitlines())} if out.exists() else {}
     base = with_speaker_validation(load_prepared(embedded_path()))
-    at = commit()
+    at = source_commit()
     for name in args.candidates.split(","):
         d = CANDIDATES[name]
         if name in done and done[name]["degradation"] == dataclasses.asdict(d):
@@ -112,7 +106,7 @@ def choose(args) -> None:
 
 
 def report(args) -> None:
-    at = commit()  # the code this run imports, whatever is committed while it runs
+    at = source_commit()  # the code this run imports, whatever is committed while it runs
     data = avdistill.load_dataset("av-digits-hard")
     results = {}
     for head in HEADS:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -235,7 +234,9 @@ def main() -> None:
         print({n: [round(min(t), 3) for t in ts] for n, ts in times.items()}, file=sys.stderr, flush=True)
     peaks_after = measure_peaks(args)
     peaks = {k: max(peaks[k], peaks_after[k]) for k in peaks}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    from avdistill.files import source_commit
+
+    commit = source_commit()
     threads = torch.get_num_threads()
     data = f"generated VGGS-10K shapes, {args.classes} classes" if args.preset == "avdd" else args.data
     lines = [f"## Per pass against the matmul peak: `{args.preset}` encoders", "",

@@ -20,9 +20,7 @@ One process, or every GPU through torchrun (NCCL; the classes are split across t
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -104,10 +102,9 @@ def main() -> None:
                   f"min, peak GPU memory {r['peak_gib'] if r['peak_gib'] is None else round(r['peak_gib'], 1)} GiB",
                   flush=True)
     if group.leader and args.json:
-        from avdistill.files import versions, write_json
+        from avdistill.files import source_commit, versions, write_json
 
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=ROOT).stdout.strip()
+        commit = source_commit()
         device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"cpu ({os.cpu_count()} cores)"
         write_json(Path(args.json), {"args": vars(args), "device": device, "processes": group.world_size,
                                      "commit": commit, "results": results, "versions": versions()})

@@ -5,6 +5,9 @@ distillation time and peak memory, and which methods are within noise of each co
 Nothing in the section is typed by hand: rerun this after the bench to regenerate it.
 
     python benchmarks/headline.py docs/report-hard/results.json --commit SHA
+
+Several reports (e.g. one IPC measured again at a later commit): a later report replaces every cell of
+the IPCs it measured, and of whole data, so each IPC's rows still come from one run (:func:`combine`).
 """
 
 from __future__ import annotations
@@ -78,7 +81,26 @@ def within_noise_of_best(acc: dict, methods: list[str], ipc: int) -> tuple[str, 
     return best, ties
 
 
-def section(results: dict, commit: str, head: str = "ensemble") -> str:
+def combine(reports: list[dict], commits: list[str]) -> tuple[dict, list[str]]:
+    """One results dict whose cells at each IPC, and of whole data, come from the last report that measured them;
+    and a line per report saying which rows it gave, with its commit and command."""
+    source: dict[int | None, int] = {}
+    for i, report in enumerate(reports):
+        for cell in report["cells"]:
+            source[cell["settings"].get("ipc")] = i
+    cells = [cell for i, report in enumerate(reports) for cell in report["cells"]
+             if source[cell["settings"].get("ipc")] == i]
+    grid = {**reports[0]["grid"], "ipcs": sorted(k for k in source if k is not None)}
+    lines = []
+    for i, (report, commit) in enumerate(zip(reports, commits)):
+        mine = sorted(k for k, j in source.items() if j == i and k is not None)
+        what = ", ".join(f"IPC {k}" for k in mine) + (" and whole data" if source.get(None) == i else "")
+        if what:
+            lines.append(f"{what}: commit {commit}, `{report['command']}`")
+    return {**reports[0], "grid": grid, "cells": cells}, lines
+
+
+def section(results: dict, sources: list[str], head: str = "ensemble") -> str:
     grid = results["grid"]
     methods, ipcs = grid["methods"], grid["ipcs"]
     acc = pooled(results, head)
@@ -102,19 +124,24 @@ def section(results: dict, commit: str, head: str = "ensemble") -> str:
         f"{runs} ({grid['whole_data_runs']} runs for whole data); s/set: cold wall seconds to distil one set "
         "(caches it reused counted at their recorded cost), "
         "peak MiB: the process's peak resident memory while it did (each set ran on one core of the 2-core "
-        f"development machine, beside the other bench processes). Commit {commit}; command:",
-        "", "```bash", results["command"], f"python benchmarks/headline.py <report>/results.json --commit {commit}",
-        "```", "", *table, "", *readings])
+        "development machine, beside the other bench processes). The rows come from:", "",
+        *(f"- {line}" for line in sources), "", *table, "", *readings])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path, help="results.json of the bench report")
-    parser.add_argument("--commit", required=True, help="the commit the bench ran on")
+    parser.add_argument("results", type=Path, nargs="+",
+                        help="results.json of bench reports; a later one replaces the IPCs it measured")
+    parser.add_argument("--commit", required=True, nargs="+", help="the commit each bench ran on, in the same order")
     parser.add_argument("--head", default="ensemble")
     parser.add_argument("--doc", type=Path, default=README, help="file whose 'headline' section is written")
     args = parser.parse_args()
-    text = section(json.loads(args.results.read_text()), args.commit, args.head)
+    if len(args.commit) != len(args.results):
+        parser.error(f"{len(args.results)} results file(s) need as many commits, got {len(args.commit)}")
+    results, sources = combine([json.loads(path.read_text()) for path in args.results], args.commit)
+    shown = " ".join(["python benchmarks/headline.py",
+                      *(f"<report {i + 1}>/results.json" for i in range(len(args.results))), "--commit", *args.commit])
+    text = section(results, [*sources, f"this table: `{shown}`"], args.head)
     write_section(args.doc, "headline", text)
     print(text)
 

@@ -29,7 +29,7 @@ from media import class_colour, tone_hz  # noqa: E402
 
 from docsection import write_section  # noqa: E402
 
-from avdistill.files import versions, write_json  # noqa: E402
+from avdistill.files import source_commit, versions, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARD = 250  # rows per Parquet file
@@ -91,13 +91,6 @@ def prepare(source: Path, out: Path, workers: int, chunk: int) -> dict:
     return {"seconds": seconds, "peak_rss_mib": peak_kib / 1024, "out_mib": out.stat().st_size / 2**20}
 
 
-def _commit() -> str:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout
-    return head.strip() + ("+uncommitted" if dirty.strip() else "")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default="500,2000", help="comma-separated dataset sizes (default: 500,2000)")
@@ -106,7 +99,7 @@ def main() -> None:
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "INGEST.md", help="Markdown file to update")
     args = parser.parse_args()
     sizes = [int(r) for r in args.rows.split(",")]
-    commit = _commit()  # the code the figures run on, before anything can change under the run
+    commit = source_commit()  # the code the figures run on, before anything can change under the run
     results = []
     for rows in sizes:
         source = args.work / f"rows{rows}"

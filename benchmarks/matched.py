@@ -177,7 +177,9 @@ def main() -> None:
         if out.returncode:
             raise SystemExit(f"cell {runs} failed (see above)")
         measured.append((runs, json.loads(out.stdout.strip().splitlines()[-1])))
-    wall, commit = time.perf_counter() - started, git_commit()
+    from avdistill.files import source_commit
+
+    wall, commit = time.perf_counter() - started, source_commit()
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "argv": sys.argv[1:], "cells": measured,
                                                "load_start": load_start, "load_end": os.getloadavg(), "wall": wall,
@@ -185,12 +187,6 @@ def main() -> None:
                                                "commit": commit}, indent=1))
     write_section(args.doc, f"matched-{args.preset}", report(args, measured, load_start, wall, commit, cpus))
 
-
-def git_commit() -> str:
-    root = dict(capture_output=True, text=True, cwd=ROOT)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], **root).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "src", "benchmarks"], **root).stdout.strip()
-    return commit + (" + uncommitted changes" if dirty else "")
 
 
 def report(args, measured, load_start, wall: float, commit: str, cpus: list[int] | None) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -273,7 +274,7 @@ def plot(results: dict, target: float, path: Path, first_pass: list[str]) -> Non
     for name, r in results.items():
         xs = [p[1] for p in r["points"]]
         ys = [100 * mean(p[2]) for p in r["points"]]
-        es = [100 * std(p[2]) for p in r["points"]]
+        es = [100 * statistics.pstdev(p[2]) for p in r["points"]]
         ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=name + " *" * (name in first_pass),
                     linestyle="--" if name == "reference" else ":" if name in first_pass else "-")
     ax.axhline(100 * target, color="grey", linewidth=0.8, linestyle=":", label="target (reference at its budget)")

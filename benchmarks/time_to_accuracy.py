@@ -35,7 +35,6 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -159,7 +158,7 @@ def measure(args, saved: dict | None) -> dict:
     from tqdm.auto import tqdm
 
     from avdistill.data import load_dataset
-    from avdistill.files import versions, write_json
+    from avdistill.files import source_commit, versions, write_json
 
     dataset = load_dataset(args.data)
     settings = {name: getattr(args, name) for name in SETTINGS}
@@ -167,7 +166,7 @@ def measure(args, saved: dict | None) -> dict:
                        "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
                        "cpu_count": os.cpu_count(), "dataset": {"name": dataset.name, "sha256": dataset.checksum},
                        "points": [], "loads": []}
-    result.update(argv=sys.argv[1:], commit=git_commit(), sets=args.sets)
+    result.update(argv=sys.argv[1:], commit=source_commit(), sets=args.sets)
     done = {p["set"] for p in result["points"]}
     todo = [s for s in range(args.sets) if s not in done]
     if todo:
@@ -194,12 +193,6 @@ def measure(args, saved: dict | None) -> dict:
             write_json(args.json, result)
     return result
 
-
-def git_commit() -> str:
-    root = dict(capture_output=True, text=True, cwd=ROOT)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], **root).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "src", "benchmarks"], **root).stdout.strip()
-    return commit + (" + uncommitted changes" if dirty else "")
 
 
 def curve(points: list[dict], arm: str) -> list[dict]:

@@ -14,13 +14,12 @@ and writes every accuracy to JSON (docs/TUNING.md).
 from __future__ import annotations
 
 import argparse
-import subprocess
 import tomllib
 from pathlib import Path
 
 from avdistill.data import load_dataset
 from avdistill.evaluation import evaluate
-from avdistill.files import versions, write_json
+from avdistill.files import source_commit, versions, write_json
 from avdistill.methods import distill
 from avdistill.spread import mean_std
 
@@ -47,7 +46,7 @@ def main() -> None:
         arms[name].pop("seed")
     arms = {name: arms[name] for name in args.arms.split(",")}
     dataset = load_dataset(data)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = source_commit()
     accuracies: dict[str, list[float]] = {name: [] for name in arms}
     # the arms alternate, so a run cut short still compares them
     for seed in range(args.first_seed, args.first_seed + args.sets):

@@ -11,9 +11,9 @@ import torch
 
 import avdistill
 from avdistill.errors import ConfigError
-from avdistill.methods.avmmd import (ClassPairs, avmmd_loss, class_cross_covariance, class_mmd, median_bandwidth,
-                                     squared_distances)
-from avdistill.methods.matching import Embeddings
+from avdistill.methods.avmmd import (ClassPairs, avmmd_loss, class_cross_covariance, class_groups, class_mmd,
+                                     median_bandwidth, squared_distances)
+from avdistill.methods.matching import ClassEmbeddings, matched_subset
 from test_dm import interrupt_after_checkpoints
 
 SMALL = dict(iterations=6, real_per_class=6, herding_epochs=1, checkpoint_every=2, progress=False)
@@ -65,35 +65,64 @@ def test_cross_covariance_in_gram_form_equals_the_d_by_d_matrices():
     assert float(class_cross_covariance(p)) == pytest.approx(float(direct), rel=1e-10)
 
 
-def embeddings(classes: int, real: int, syn: int, seed: int) -> Embeddings:
+def embeddings(classes: int, real: int, syn: int, seed: int) -> list[ClassEmbeddings]:
     g = torch.Generator().manual_seed(seed)
-    draw = lambda n: torch.randn(classes * n, 6, generator=g, dtype=torch.float64)  # noqa: E731
-    labels = lambda n: torch.arange(classes).repeat_interleave(n)  # noqa: E731
-    return Embeddings(draw(real), draw(real), labels(real), draw(syn), draw(syn), labels(syn))
+    draw = lambda n: torch.randn(n, 6, generator=g, dtype=torch.float64)  # noqa: E731
+    return [ClassEmbeddings(draw(real), draw(real), draw(syn), draw(syn)) for _ in range(classes)]
 
 
-def test_loss_is_a_sum_of_per_class_losses_so_the_class_split_is_exact():
+def test_loss_is_a_sum_of_per_class_losses_so_class_groups_and_the_class_split_are_exact():
     lam = {"mean": 1.0, "mmd": 30.0, "cov": 2.0}
     e = embeddings(4, 5, 3, 12)
-    whole = avmmd_loss(e, 4, lam, "joint", SCALES)
-    parts = []
-    for classes in ([0, 1], [2, 3]):  # each process's share, relabelled 0..len-1 as the matcher does
-        r, s = torch.isin(e.real_labels, torch.tensor(classes)), torch.isin(e.syn_labels, torch.tensor(classes))
-        parts.append(avmmd_loss(Embeddings(e.real_audio[r], e.real_visual[r], e.real_labels[r] - classes[0],
-                                           e.syn_audio[s], e.syn_visual[s], e.syn_labels[s] - classes[0]),
-                                2, lam, "joint", SCALES))
+    whole = avmmd_loss(e, lam, "joint", SCALES)
+    parts = [avmmd_loss(e[:2], lam, "joint", SCALES), avmmd_loss(e[2:], lam, "joint", SCALES)]
     for name in ("total", "mean", "mmd", "cov"):
         assert float(whole[name]) == pytest.approx(float(parts[0][name] + parts[1][name]), rel=1e-12)
     assert float(whole["total"]) == pytest.approx(float(whole["mean"] + 30 * whole["mmd"] + 2 * whole["cov"]),
                                                   rel=1e-12)
 
 
+def test_class_groups_fit_the_synthetic_batch_with_at_least_one_class():
+    assert class_groups(10, 40, 256) == [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9]]
+    assert class_groups(10, 40, 0) == [list(range(10))]
+    assert class_groups(3, 400, 256) == [[0], [1], [2]]  # a class larger than the batch still passes whole
+
+
 def test_switched_off_terms_are_not_computed_and_a_class_needs_two_real_pairs():
     e = embeddings(2, 3, 2, 13)
-    assert set(avmmd_loss(e, 2, {"mmd": 1.0}, "joint", SCALES)) == {"total", "mmd"}
-    one = Embeddings(e.real_audio[2:], e.real_visual[2:], e.real_labels[2:], e.syn_audio, e.syn_visual, e.syn_labels)
-    with pytest.raises(ConfigError, match="class 0 has 1 real pair"):
-        avmmd_loss(one, 2, {"mmd": 1.0}, "joint", SCALES)
+    assert set(avmmd_loss(e, {"mmd": 1.0}, "joint", SCALES)) == {"total", "mmd"}
+    one = [e[0], ClassEmbeddings(e[1].real_audio[:1], e[1].real_visual[:1], e[1].syn_audio, e[1].syn_visual)]
+    with pytest.raises(ConfigError, match="a class has 1 real pair"):
+        avmmd_loss(one, {"mmd": 1.0}, "joint", SCALES)
+
+
+def test_backward_class_group_by_class_group_takes_the_same_step(tiny_dataset_file, tmp_path):
+    """--syn-batch bounds the graph to a few classes; the gradients summed over the passes are the whole loss's,
+    so the set is the same bit for bit (every pass holds at least two samples: one takes other kernels)."""
+    run = lambda **o: avdistill.distill(tiny_dataset_file, "avmmd", ipc=2, seed=5, factor=2, lam_cov=1.0,  # noqa: E731
+                                        matched_per_class=0, **SMALL, **o)
+    whole, by_class, by_two = run(syn_batch=0), run(syn_batch=8), run(syn_batch=16)
+    for other in (by_class, by_two):
+        assert torch.equal(other.audio, whole.audio) and torch.equal(other.frames, whole.frames)
+
+
+def test_matched_subset_is_seeded_per_step_and_class_and_sorted():
+    picks = {(it, c): matched_subset(12, 5, 0, it, c) for it in range(3) for c in range(3)}
+    for pick in picks.values():
+        assert len(pick) == 5 and torch.equal(pick, pick.unique())  # distinct, in the expanded order
+    assert len({tuple(p.tolist()) for p in picks.values()}) > 5  # fresh per step and per class
+    assert torch.equal(matched_subset(12, 5, 0, 1, 2), picks[(1, 2)])
+    assert not torch.equal(matched_subset(12, 5, 1, 1, 2), picks[(1, 2)])  # and per run seed
+
+
+def test_matching_a_subset_changes_the_set_and_a_subset_of_all_is_all(tiny_dataset_file):
+    run = lambda keep, seed=5: avdistill.distill(tiny_dataset_file, "avmmd", ipc=2, seed=seed,  # noqa: E731
+                                                 factor=2, matched_per_class=keep, **SMALL)
+    every, also_every, subset = run(0), run(8), run(3)  # 2 stored x 4 cells = 8 expanded samples per class
+    assert torch.equal(every.frames, also_every.frames) and torch.equal(every.audio, also_every.audio)
+    assert not torch.allclose(subset.frames, every.frames, atol=1e-4)
+    assert torch.equal(run(3).frames, subset.frames)
+    assert subset.meta["config"]["matched_per_class"] == 3
 
 
 def test_end_to_end_chooses_the_factor_per_ipc_and_logs_every_term(tiny_dataset_file, tmp_path):
@@ -176,6 +205,8 @@ def test_bank_encoders_train_the_bank_once_and_match_in_its_feature_space(tiny_d
     ({"factor_from_ipc": 0}, "--factor-from-ipc must be >= 1"),
     ({"lam_mean": 0.0, "lam_mmd": 0.0}, "every AV-MMD term is switched off"),
     ({"lam_mmd": -1.0}, "--lam-mmd must not be negative"),
+    ({"matched_per_class": -1}, "--matched-per-class must be >= 0"),
+    ({"syn_batch": -1}, "--syn-batch must be >= 0"),
 ])
 def test_bad_options_are_clear_errors(tiny_dataset_file, options, words):
     with pytest.raises(ConfigError, match=words):
@@ -189,7 +220,8 @@ def test_options_and_ablation_rows_reach_the_command_line(capsys):
 
     main(["distill", "--method", "avmmd", "--help"])
     shown = capsys.readouterr().out
-    for flag in ("--lam-mmd", "--lam-cov", "--kernel", "--bandwidths", "--factor-from-ipc", "(default: 0)"):
+    for flag in ("--lam-mmd", "--lam-cov", "--kernel", "--bandwidths", "--factor-from-ipc", "(default: 0)",
+                 "--matched-per-class", "--syn-batch"):
         assert flag in shown
     rows = get_method("avmmd").ablations
     assert rows["+ joint MMD (AV-MMD)"] == {} and all(set(o) <= set(AVMMDConfig.__dataclass_fields__)

@@ -105,9 +105,11 @@ def test_torchrun_dm_and_avmmd_resume_and_davdd_split_unevenly_equal_one_process
                  bank_dir=str(tmp_path / "banks"), **TINY_BANK)
     single_dm = avdistill.distill(dataset, "dm", progress=False, **dm)
     single_davdd = avdistill.distill(dataset, "davdd", progress=False, **davdd)  # trains and caches the bank
-    # AV-MMD: per-class bandwidths from the class's own real pairs, so its kernel terms split by class too
+    # AV-MMD: per-class bandwidths from the class's own real pairs, so its kernel terms split by class too; one
+    # backward pass per class (2 on rank 0, 3 on rank 1) and a subset of 5 of each class's 8 expanded samples
+    # drawn by the class's global index
     avmmd = dict(ipc=2, seed=2, iterations=4, real_per_class=6, init="real", factor=2, lam_mmd=30.0, lam_cov=1.0,
-                 checkpoint_every=2)
+                 checkpoint_every=2, syn_batch=5, matched_per_class=5)
     single_avmmd = avdistill.distill(dataset, "avmmd", progress=False, **avmmd)
     jobs = {"dm": {"method": "dm", "options": dm, "interrupt_after": 1},
             "davdd": {"method": "davdd", "options": davdd},

@@ -30,7 +30,8 @@ def test_headline_table_counts_and_names_ties_from_the_numbers(tmp_path):
     subprocess.run([sys.executable, str(SCRIPT), str(path), "--commit", "abc1234", "--doc", str(doc)], check=True,
                    capture_output=True)
     text = doc.read_text()
-    assert "\nold\n" not in text and text.rstrip().endswith("after") and "Commit abc1234" in text
+    assert "\nold\n" not in text and text.rstrip().endswith("after")
+    assert "- IPC 1 and whole data: commit abc1234, `avdistill bench --data tiny`" in text
     assert "| dm | 41.5 ± 1.1 (n=4) | 32 ± 2 (n=2) | 905 ± 5 (n=2) |" in text
     assert "| whole data | 71.0 ± 1.0 (n=2) | – | – |" in text
     # avdd (42.0 ± 2.5) has the best mean; dm's 0.5-point gap is within noise, random's 21-point gap is not.

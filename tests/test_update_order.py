@@ -89,3 +89,35 @@ def test_the_two_update_orders_start_alike_and_then_differ(tiny_dataset_file, tm
     assert first_c == pytest.approx(first_i, rel=1e-6)
     assert rest_c != pytest.approx(rest_i, rel=1e-3)
     assert not torch.allclose(per_class.frames, per_iteration.frames, atol=1e-4)
+
+
+def test_accumulated_parts_take_the_step_of_the_summed_loss_and_log_its_terms(tmp_path):
+    """The loop's `accumulate`: one backward pass per part, ONE step on the summed gradients: the step of the whole
+    loss (per-part steps differ); the log holds the terms summed over the parts."""
+    from avdistill.methods.loop import optimise_synthetic
+    from avdistill.run_folder import RunFolder
+
+    g = torch.Generator().manual_seed(0)
+    audio, frames = torch.randn(4, 1, 2, 3, generator=g), torch.randn(4, 3, 2, 2, generator=g)
+    target = torch.randn(4, generator=g)
+
+    def part_loss(iteration, a, f, part):  # part k: rows 2k and 2k + 1
+        rows = slice(2 * part, 2 * part + 2)
+        value = ((a[rows].flatten(1).sum(1) * f[rows].flatten(1).sum(1) - target[rows] * (iteration + 1)) ** 2).sum()
+        return {"total": value, "fit": value}
+
+    def whole_loss(iteration, a, f):
+        return {name: part_loss(iteration, a, f, 0)[name] + part_loss(iteration, a, f, 1)[name] for name in ("total", "fit")}
+
+    common = dict(iterations=3, lr_audio=0.01, lr_frames=0.02, momentum=0.5, fingerprint="x", progress=False)
+    whole = optimise_synthetic(audio, frames, whole_loss, **common)
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    summed = optimise_synthetic(audio, frames, part_loss, parts=2, accumulate=True, folder=folder, **common)
+    stepwise = optimise_synthetic(audio, frames, part_loss, parts=2, **common)
+    assert all(torch.allclose(s, w, rtol=0, atol=1e-6) for s, w in zip(summed, whole))
+    assert not torch.allclose(stepwise[1], whole[1], atol=1e-4)
+    logged = [json.loads(line) for line in folder.losses.read_text().splitlines()]
+    assert [r["iteration"] for r in logged] == [0, 1, 2]
+    first = whole_loss(0, audio, frames)["total"].item()
+    assert logged[0]["total"] == pytest.approx(first, rel=1e-6) and logged[0]["fit"] == logged[0]["total"]

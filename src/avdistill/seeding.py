@@ -11,7 +11,7 @@ import torch
 
 _PURPOSES = {"encoders": 1, "augment": 2, "real_batch": 3, "init": 4, "shuffle": 5, "head": 6,
              "bank": 7, "bank_entry": 8, "expert": 9, "trajectory": 10, "validation": 11,
-             "degrade": 12, "tune": 13}
+             "degrade": 12, "tune": 13, "matched_subset": 14}
 
 
 def derive_seed(seed: int, purpose: str, *steps: int) -> int:

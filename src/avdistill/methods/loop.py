@@ -8,7 +8,9 @@ the checkpoints store and restore them (and their momentum) exactly like the aud
 A method may split each iteration into `parts` optimiser steps (AVDD's per-class update, see
 docs/METHODS.md): the loop then calls ``loss_terms(iteration, audio, frames, part)`` for part
 0..parts-1 and steps after each, all with ONE optimiser (one momentum buffer over the whole
-tensors), and logs the terms summed over the parts. A method that carries state across
+tensors), and logs the terms summed over the parts. With ``accumulate`` it steps once, after the
+last part, on the gradients of all parts summed: the step of a loss that is a sum over the parts
+(AV-MMD's classes), with only one part's graph in memory at a time. A method that carries state across
 iterations (DAVDD's EMA prototypes) passes it as ``state``, a dict of tensors it updates in place: the checkpoint saves it and a resume restores it. Because
 all per-iteration randomness is derived from (seed, iteration), a run resumed from a checkpoint
 continues exactly as if it had never stopped.
@@ -44,14 +46,15 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
                        lr_audio: float, lr_frames: float, momentum: float, fingerprint: str,
                        folder: RunFolder | None = None, checkpoint_every: int = 50, progress: bool = True,
                        desc: str = "distill", extra: dict[str, tuple[torch.Tensor, float]] | None = None,
-                       state: dict[str, torch.Tensor] | None = None, parts: int = 1,
+                       state: dict[str, torch.Tensor] | None = None, parts: int = 1, accumulate: bool = False,
                        group: Group = Group(), watch: Watch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise the method's loss over the synthetic audio and frames; return the final tensors.
 
     `extra` maps a name to (leaf tensor, learning rate): tensors the method's loss reads (through
     its closure) and the loop optimises in place alongside the synthetic set. `state` maps a name to
     a tensor the method changes across iterations (not optimised), checkpointed and restored in place.
-    `parts` > 1: that many steps per iteration, ``loss_terms(iteration, audio, frames, part)`` each (module docstring).
+    `parts` > 1: that many steps per iteration, ``loss_terms(iteration, audio, frames, part)`` each (module docstring);
+    with `accumulate`, one step per iteration on the gradients of all parts, summed (module docstring).
     `watch` (:mod:`avdistill.methods.watch`) sees every iteration and may stop the run at a checkpoint.
     """
     audio = audio.detach().clone().requires_grad_(True)
@@ -79,18 +82,25 @@ def optimise_synthetic(audio: torch.Tensor, frames: torch.Tensor, loss_terms: Lo
     try:
         bar = tqdm(range(start, iterations), initial=start, total=iterations, desc=desc, disable=not progress,
                    dynamic_ncols=True)
+        optimizer.zero_grad(set_to_none=True)
         for iteration in bar:
             values: dict[str, float] = {}
+            pending: dict[str, torch.Tensor] = {}  # the terms of the parts since the last step
             for part in range(parts):
-                optimizer.zero_grad(set_to_none=True)
                 terms = loss_terms(iteration, audio, frames) if parts == 1 else loss_terms(iteration, audio, frames, part)
-                for name, value in group.sum_terms(terms).items():
+                terms["total"].backward()
+                for name, value in terms.items():
+                    pending[name] = pending[name] + value.detach() if name in pending else value.detach()
+                if accumulate and part < parts - 1:
+                    continue
+                for name, value in group.sum_terms(pending).items():
                     values[name] = values.get(name, 0.0) + value
                 if not math.isfinite(values["total"]):
                     raise ConfigError(f"{desc}: the loss became {values['total']} at iteration "
                                       f"{iteration} (the optimisation diverged); lower the learning rates")
-                terms["total"].backward()
                 optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                pending = {}
             bar.set_postfix(loss=f"{values['total']:.4g}", refresh=False)
             if log:
                 log.write(json.dumps({"iteration": iteration, **values}) + "\n")

@@ -32,7 +32,7 @@ from avdistill.methods.real_means import (CPU_CHUNK, PRECISIONS, RealMeans, Real
                                           class_means, encode)
 from avdistill.methods.synthesis import SynthesisConfig, starting_set
 from avdistill.models import uses_batch_statistics
-from avdistill.seeding import derive_seed
+from avdistill.seeding import derive_seed, generator
 
 
 UPDATES = ("per-iteration", "per-class")
@@ -83,6 +83,16 @@ class Embeddings:
     syn_labels: torch.Tensor
 
 
+@dataclass
+class ClassEmbeddings:
+    """One class's per-sample embeddings in a matching step: its real batch (no gradient) and its synthetic samples."""
+
+    real_audio: torch.Tensor
+    real_visual: torch.Tensor
+    syn_audio: torch.Tensor
+    syn_visual: torch.Tensor
+
+
 EncoderSource = Callable[[int], tuple[torch.nn.Module, torch.nn.Module]]
 
 
@@ -124,18 +134,51 @@ class MeanMatcher:
             self.draws_used = min(cfg.iterations, cfg.draws or cfg.iterations)
             encoders = self.stats.encoders
         self.encoders = encoders
+        self._real: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # the latest step's
+
+    def real_embeddings(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(audio, visual, labels) of the step's real batch under its encoders and DSA draw, computed once per step."""
+        if self._real is None or self._real[0] != iteration:
+            f_audio, f_visual = self.encoders(iteration)
+            real_audio, real_frames, real_labels = self.sampler.sample(self.seed, iteration)
+            aug_seed = derive_seed(self.seed, "augment", iteration)
+            with torch.no_grad():
+                real_a = encode(f_audio, self.augment, real_audio, aug_seed, self.chunk)
+                real_v = encode(f_visual, self.augment, real_frames, aug_seed, self.chunk)
+            self._real = (iteration, real_a, real_v, real_labels)
+        return self._real[1:]
 
     def embed(self, iteration: int, syn_audio: torch.Tensor, syn_frames: torch.Tensor) -> Embeddings:
         """Per-sample embeddings of a real batch and the synthetic set under one shared DSA draw."""
         f_audio, f_visual = self.encoders(iteration)
-        real_audio, real_frames, real_labels = self.sampler.sample(self.seed, iteration)
+        real_a, real_v, real_labels = self.real_embeddings(iteration)
         aug_seed = derive_seed(self.seed, "augment", iteration)
-        with torch.no_grad():
-            real_a = encode(f_audio, self.augment, real_audio, aug_seed, self.chunk)
-            real_v = encode(f_visual, self.augment, real_frames, aug_seed, self.chunk)
         syn_a = encode(f_audio, self.augment, expand(syn_audio, self.factor), aug_seed, self.chunk)
         syn_v = encode(f_visual, self.augment, expand(syn_frames, self.factor), aug_seed, self.chunk)
         return Embeddings(real_a, real_v, real_labels, syn_a, syn_v, self.labels)
+
+    def embed_classes(self, iteration: int, syn_audio: torch.Tensor, syn_frames: torch.Tensor, classes: list[int],
+                      keep: int = 0) -> list[ClassEmbeddings]:
+        """:meth:`embed` for `classes` alone: the same real rows, and only these classes' synthetic samples go through
+        the encoders (so a caller can backward class group by class group). `keep` > 0: each class's synthetic side is
+        a seeded random `keep` of its expanded samples, drawn afresh every step (all of them where it has no more)."""
+        f_audio, f_visual = self.encoders(iteration)
+        real_a, real_v, real_labels = self.real_embeddings(iteration)
+        aug_seed = derive_seed(self.seed, "augment", iteration)
+        audio, frames = [], []
+        for c in classes:
+            rows = torch.nonzero(self.stored_labels == c).flatten()
+            expanded = len(rows) * self.factor ** 2
+            pick = slice(None)
+            if 0 < keep < expanded:  # seeded by the class's global index: a class split draws the same subset
+                pick = matched_subset(expanded, keep, self.seed, iteration, self.sampler.classes[c]).to(rows.device)
+            audio.append(expand(syn_audio[rows], self.factor)[pick])
+            frames.append(expand(syn_frames[rows], self.factor)[pick])
+        counts = [len(a) for a in audio]
+        syn_a = encode(f_audio, self.augment, torch.cat(audio), aug_seed, self.chunk).split(counts)
+        syn_v = encode(f_visual, self.augment, torch.cat(frames), aug_seed, self.chunk).split(counts)
+        return [ClassEmbeddings(real_a[real_labels == c], real_v[real_labels == c], a, v)
+                for c, a, v in zip(classes, syn_a, syn_v)]
 
     def __call__(self, iteration: int, syn_audio: torch.Tensor, syn_frames: torch.Tensor,
                  part: int | None = None) -> ClassMeans:
@@ -170,6 +213,11 @@ class MeanMatcher:
                           syn_v.mean(0, keepdim=True))
 
 
+def matched_subset(expanded: int, keep: int, seed: int, iteration: int, cls: int) -> torch.Tensor:
+    """Sorted indices of `keep` of a class's `expanded` synthetic samples: a pure function of (seed, step, class)."""
+    return torch.randperm(expanded, generator=generator(seed, "matched_subset", iteration, cls))[:keep].sort().values
+
+
 def distill_class_means(dataset: AVDataset, ipc: int, cfg: MeanMatchingConfig, run: RunContext,
                         loss: Callable[[ClassMeans], dict[str, torch.Tensor]], name: str):
     """Initialise, then minimise ``loss(means)["total"]`` with the shared loop; return the synthetic tensors.
@@ -189,10 +237,11 @@ MatchingStep = Callable[[MeanMatcher, int, torch.Tensor, torch.Tensor], dict[str
 
 def distill_matching(dataset: AVDataset, ipc: int, cfg: MatchingConfig, run: RunContext, step: MatchingStep,
                      name: str, encoders: EncoderSource | None = None,
-                     state: dict[str, torch.Tensor] | None = None, parts: int = 1):
+                     state: dict[str, torch.Tensor] | None = None, parts: int = 1, accumulate: bool = False):
     """:func:`distill_class_means` for methods that need more than class means: ``step(matcher, iteration, audio,
     frames)`` returns the loss terms; `encoders` replaces the random ones and `state` is checkpointed.
-    `parts` > 1: ``step(matcher, iteration, audio, frames, part)``, one optimiser step per part (the loop's docstring).
+    `parts` > 1: ``step(matcher, iteration, audio, frames, part)``, one optimiser step per part, or with `accumulate`
+    one step per iteration on the parts' summed gradients (the loop's docstring).
 
     In a multi-process run each process optimises its classes' rows only (the loss is a sum over
     classes, see :mod:`avdistill.distributed`) and the rows are gathered into the whole set.
@@ -210,6 +259,7 @@ def distill_matching(dataset: AVDataset, ipc: int, cfg: MatchingConfig, run: Run
         audio[mine].to(run.device), frames[mine].to(run.device), lambda it, a, f, *part: step(matcher, it, a, f, *part),
         iterations=cfg.iterations, lr_audio=cfg.lr_audio, lr_frames=cfg.lr_frames, momentum=cfg.momentum,
         fingerprint=run.fingerprint, folder=run.folder, checkpoint_every=cfg.checkpoint_every,
-        progress=run.progress, desc=f"{name} ipc={ipc}", state=state, parts=parts, group=group, watch=run.watch)
+        progress=run.progress, desc=f"{name} ipc={ipc}", state=state, parts=parts, accumulate=accumulate,
+        group=group, watch=run.watch)
     C = dataset.num_classes
     return group.gather_classes(audio, C).cpu(), group.gather_classes(frames, C).cpu(), labels
