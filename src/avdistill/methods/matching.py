@@ -134,24 +134,24 @@ class MeanMatcher:
             self.draws_used = min(cfg.iterations, cfg.draws or cfg.iterations)
             encoders = self.stats.encoders
         self.encoders = encoders
-        self._real: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # the latest step's
+        self._latest: tuple[int, tuple, tuple] | None = None  # (iteration, its encoders, its real embeddings)
 
-    def real_embeddings(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(audio, visual, labels) of the step's real batch under its encoders and DSA draw, computed once per step."""
-        if self._real is None or self._real[0] != iteration:
+    def _step(self, iteration: int) -> tuple[tuple[torch.nn.Module, torch.nn.Module], tuple[torch.Tensor, ...]]:
+        """The step's encoders and (audio, visual, labels) of its real batch under them and its DSA draw: made once
+        per step, shared by the class groups that embed their synthetic samples one after another."""
+        if self._latest is None or self._latest[0] != iteration:
             f_audio, f_visual = self.encoders(iteration)
             real_audio, real_frames, real_labels = self.sampler.sample(self.seed, iteration)
             aug_seed = derive_seed(self.seed, "augment", iteration)
             with torch.no_grad():
                 real_a = encode(f_audio, self.augment, real_audio, aug_seed, self.chunk)
                 real_v = encode(f_visual, self.augment, real_frames, aug_seed, self.chunk)
-            self._real = (iteration, real_a, real_v, real_labels)
-        return self._real[1:]
+            self._latest = (iteration, (f_audio, f_visual), (real_a, real_v, real_labels))
+        return self._latest[1], self._latest[2]
 
     def embed(self, iteration: int, syn_audio: torch.Tensor, syn_frames: torch.Tensor) -> Embeddings:
         """Per-sample embeddings of a real batch and the synthetic set under one shared DSA draw."""
-        f_audio, f_visual = self.encoders(iteration)
-        real_a, real_v, real_labels = self.real_embeddings(iteration)
+        (f_audio, f_visual), (real_a, real_v, real_labels) = self._step(iteration)
         aug_seed = derive_seed(self.seed, "augment", iteration)
         syn_a = encode(f_audio, self.augment, expand(syn_audio, self.factor), aug_seed, self.chunk)
         syn_v = encode(f_visual, self.augment, expand(syn_frames, self.factor), aug_seed, self.chunk)
@@ -162,8 +162,7 @@ class MeanMatcher:
         """:meth:`embed` for `classes` alone: the same real rows, and only these classes' synthetic samples go through
         the encoders (so a caller can backward class group by class group). `keep` > 0: each class's synthetic side is
         a seeded random `keep` of its expanded samples, drawn afresh every step (all of them where it has no more)."""
-        f_audio, f_visual = self.encoders(iteration)
-        real_a, real_v, real_labels = self.real_embeddings(iteration)
+        (f_audio, f_visual), (real_a, real_v, real_labels) = self._step(iteration)
         aug_seed = derive_seed(self.seed, "augment", iteration)
         audio, frames = [], []
         for c in classes:
